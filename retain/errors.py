@@ -1,0 +1,31 @@
+"""User-facing errors.
+
+Anything the user can fix (a missing file, a malformed line, an unknown task or option) raises
+`UserError`. The CLI prints its message as one line and exits with code 2, without a traceback;
+library callers can catch it like any other exception.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UserError(Exception):
+    """An error in the user's input, reported as one line naming where and what.
+
+    Args:
+        message: what is wrong.
+        where: the file (and line or key) the problem is in, if any, e.g. ``data.jsonl:12``.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, where: str | Path | None = None):
+        self.where = str(where) if where is not None else None
+        self.message = message
+        super().__init__(f"{self.where}: {message}" if self.where else message)
+
+
+def one_line(text: str) -> str:
+    """Collapse a message onto one line (CLI errors must stay one line)."""
+    return " ".join(str(text).split())

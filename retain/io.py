@@ -1,0 +1,148 @@
+"""File I/O shared by every part of retain: atomic writes and record readers with located errors.
+
+Results are always written atomically (a temporary file in the same folder, fsync, then rename), so a
+`kill -9` at any moment leaves either the old file or the new one, never a half-written one. Readers
+for JSONL / JSON / CSV / Parquet turn every problem into a `UserError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from retain.errors import UserError
+
+RECORD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old content or the new, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("file not found", path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"invalid JSON: {e.msg}", f"{path}:{e.lineno}") from None
+    except UnicodeDecodeError:
+        raise UserError("not UTF-8 text", path) from None
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    """Stable hash of a JSON-serialisable object (keys sorted)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"malformed JSON line ({e.msg})", f"{path}:{lineno}") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"expected a JSON object, got {type(obj).__name__}", f"{path}:{lineno}")
+            obj.setdefault("_line", lineno)
+            records.append(obj)
+    return records
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        records = []
+        for row in reader:
+            if None in row:
+                raise UserError("more fields than the header names", f"{path}:{reader.line_num}")
+            row = dict(row)
+            row["_line"] = reader.line_num
+            records.append(row)
+    return records
+
+
+def _read_parquet(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise UserError(f"cannot read Parquet: {e}", path) from None
+    rows = table.to_pylist()
+    for i, row in enumerate(rows, start=1):
+        row["_line"] = i
+    return rows
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Read a list of records (dicts) from JSONL, a JSON array, CSV or Parquet.
+
+    Each record gets a `_line` key (1-based line, or row number for Parquet) so later errors can
+    name where a bad record is.
+
+    Raises:
+        UserError: the file is missing, unreadable, or a line is malformed.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError("file not found", path)
+    if not path.is_file():
+        raise UserError("not a file", path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            return _read_jsonl(path)
+        if suffix == ".json":
+            data = read_json(path)
+            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+                raise UserError("expected a JSON array of objects", path)
+            for i, r in enumerate(data, start=1):
+                r.setdefault("_line", i)
+            return data
+        if suffix == ".csv":
+            return _read_csv(path)
+        if suffix == ".parquet":
+            return _read_parquet(path)
+    except UnicodeDecodeError:
+        raise UserError("not UTF-8 text", path) from None
+    raise UserError(f"unsupported file type {suffix!r} (use one of {', '.join(RECORD_SUFFIXES)})", path)
+
+
