@@ -1,0 +1,63 @@
+"""The `retain` command line: thin wrappers that parse, call the library and print.
+
+Each subcommand lives in its own module and registers itself on `app`. Every user error
+(`retain.errors.UserError`, bad options) is printed as ONE line on stderr with exit code 2, no
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from retain.errors import UserError, one_line
+
+app = typer.Typer(
+    name="retain", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Fine-tune a language model on one task and measure what it forgot on the way.",
+)
+
+
+def quiet_libraries() -> None:
+    """Silence library progress bars and warnings that would drown ours."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"error: {one_line(message)}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `retain` command."""
+    from retain.cli import commands  # noqa: F401  (registers the subcommands)
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as e:
+        fail(str(e))
+    except click.exceptions.NoArgsIsHelp:
+        raise SystemExit(0)
+    except click.exceptions.Abort:
+        fail("aborted", 130)
+    except click.ClickException as e:
+        fail(e.format_message() if hasattr(e, "format_message") else str(e), e.exit_code or 2)
+    except click.exceptions.Exit as e:
+        raise SystemExit(e.exit_code)

@@ -1,0 +1,4 @@
+"""Imports every subcommand module so each registers itself on the app."""
+
+from retain.cli import eval as _eval  # noqa: F401
+from retain.cli import tasks as _tasks  # noqa: F401

@@ -1,0 +1,371 @@
+"""Metric families, computed per example so every score can get a bootstrap confidence interval.
+
+Every metric output is defined by per-example *additive* statistics (an array of shape ``(n, k)``)
+and an aggregate function of the statistics *summed* over examples:
+
+- a mean metric (ROUGE, accuracy, SQuAD EM/F1) has statistics ``(value, 1)`` and aggregate
+  ``s[0] / s[1]``;
+- micro entity F1 has statistics ``(tp, fp, fn)`` and aggregate ``2tp / (2tp + fp + fn)``.
+
+This makes resampling generic (`retain.evaluation.bootstrap` sums the statistics over a resample and
+applies the aggregate) and keeps micro-averaged metrics correct under resampling, which averaging
+per-example F1 would not be.
+
+Families register themselves where they are defined with `@register_metric`; `score(metric, ...)`
+evaluates one family and returns `Scores`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from retain.errors import UserError
+
+Aggregate = Callable[[np.ndarray], np.ndarray]
+# compute(predictions, references) -> {output: (n, k) statistics}, {output: (n,) display values}
+Compute = Callable[[list[str], list[list[str]]], "tuple[dict[str, np.ndarray], dict[str, np.ndarray]]"]
+
+
+@dataclass(frozen=True)
+class _Family:
+    name: str
+    outputs: tuple[str, ...]
+    primary: str
+    aggregates: dict[str, Aggregate]
+    compute: Compute
+
+
+_FAMILIES: dict[str, _Family] = {}
+
+
+def _mean(summed: np.ndarray) -> np.ndarray:
+    """Aggregate for statistics ``(value, 1)``: the mean value (NaN over zero examples)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return summed[..., 0] / summed[..., 1]
+
+
+def register_metric(name: str, outputs: Sequence[str], primary: str,
+                    aggregates: dict[str, Aggregate] | None = None):
+    """Decorator registering a metric family's `compute(predictions, references)` function.
+
+    Args:
+        name: the family name tasks refer to (`Task.metric`).
+        outputs: the named outputs the family produces, in display order.
+        primary: the output reported as "the" score of the family.
+        aggregates: output name -> aggregate of summed statistics; outputs not listed are means
+            with statistics ``(value, 1)``.
+    """
+    if primary not in outputs:
+        raise ValueError(f"primary output {primary!r} is not one of {list(outputs)}")
+
+    def decorator(compute: Compute) -> Compute:
+        if name in _FAMILIES:
+            raise ValueError(f"metric {name!r} registered twice")
+        aggs = {out: (aggregates or {}).get(out, _mean) for out in outputs}
+        _FAMILIES[name] = _Family(name, tuple(outputs), primary, aggs, compute)
+        return compute
+
+    return decorator
+
+
+def _family(metric: str) -> _Family:
+    try:
+        return _FAMILIES[metric]
+    except KeyError:
+        raise UserError(f"unknown metric {metric!r}; known metrics: {', '.join(metric_names())}") from None
+
+
+def metric_names() -> list[str]:
+    """Names of the registered metric families, sorted."""
+    return sorted(_FAMILIES)
+
+
+def outputs(metric: str) -> tuple[str, ...]:
+    """The named outputs of a metric family (e.g. `squad` -> ``("exact_match", "f1")``)."""
+    return _family(metric).outputs
+
+
+def primary(metric: str) -> str:
+    """The primary output of a metric family (e.g. `rouge` -> ``"rougeL"``)."""
+    return _family(metric).primary
+
+
+@dataclass
+class Scores:
+    """One metric family evaluated on n examples.
+
+    Attributes:
+        metric: the family name.
+        primary: the family's primary output name.
+        ids: example ids, used to pair examples across models.
+        stats: output name -> ``(n, k)`` float64 per-example additive statistics.
+        per_example: output name -> ``(n,)`` per-example value, for display (for `entity_f1`, the
+            example's own F1, precision or recall).
+    """
+
+    metric: str
+    primary: str
+    ids: list[str]
+    stats: dict[str, np.ndarray]
+    per_example: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.ids)
+        for name, s in self.stats.items():
+            if s.ndim != 2 or s.shape[0] != n:
+                raise ValueError(f"stats[{name!r}] has shape {s.shape}, expected ({n}, k)")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def aggregate(self, name: str, summed: np.ndarray) -> np.ndarray:
+        """Apply output `name`'s aggregate to summed statistics of shape ``(..., k)`` -> ``(...)``."""
+        return _family(self.metric).aggregates[name](np.asarray(summed, dtype=np.float64))
+
+    def value(self, name: str) -> float:
+        """The output `name` aggregated over all examples."""
+        return float(self.aggregate(name, self.stats[name].sum(axis=0)))
+
+    def subset(self, idx) -> "Scores":
+        """The scores of the examples at positions `idx` (indices or a boolean mask)."""
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return Scores(
+            metric=self.metric,
+            primary=self.primary,
+            ids=[self.ids[i] for i in idx],
+            stats={k: v[idx] for k, v in self.stats.items()},
+            per_example={k: v[idx] for k, v in self.per_example.items()},
+        )
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable form, so paired comparisons can be redone from result files."""
+        return {
+            "metric": self.metric,
+            "primary": self.primary,
+            "ids": list(self.ids),
+            "stats": {k: v.tolist() for k, v in self.stats.items()},
+            "per_example": {k: v.tolist() for k, v in self.per_example.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Scores":
+        """Inverse of `to_dict`."""
+        return cls(
+            metric=data["metric"],
+            primary=data["primary"],
+            ids=list(data["ids"]),
+            stats={k: np.asarray(v, dtype=np.float64).reshape(len(data["ids"]), -1)
+                   for k, v in data["stats"].items()},
+            per_example={k: np.asarray(v, dtype=np.float64) for k, v in data["per_example"].items()},
+        )
+
+
+def score(metric: str, predictions: Sequence[str], references: Sequence[Sequence[str]],
+          ids: Sequence[str] | None = None) -> Scores:
+    """Evaluate one metric family per example.
+
+    Args:
+        metric: a registered family name (see `metric_names()`).
+        predictions: one model output per example.
+        references: the accepted answers per example (a bare string counts as one reference).
+        ids: example ids; defaults to ``"0"``, ``"1"``, ...
+
+    Returns:
+        The per-example `Scores`.
+
+    Raises:
+        UserError: unknown metric.
+        ValueError: lengths differ, or an example has no reference.
+    """
+    fam = _family(metric)
+    preds = [str(p) for p in predictions]
+    refs = [[r] if isinstance(r, str) else [str(x) for x in r] for r in references]
+    ids = [str(i) for i in range(len(preds))] if ids is None else [str(i) for i in ids]
+    if not len(preds) == len(refs) == len(ids):
+        raise ValueError(f"lengths differ: {len(preds)} predictions, {len(refs)} references, {len(ids)} ids")
+    for i, r in enumerate(refs):
+        if not r:
+            raise ValueError(f"example {ids[i]!r} has no reference")
+    stats, per_example = fam.compute(preds, refs)
+    return Scores(metric=metric, primary=fam.primary, ids=ids, stats=stats, per_example=per_example)
+
+
+def _mean_outputs(values: dict[str, list[float]]):
+    """Statistics ``(value, 1)`` and display values for mean metrics."""
+    stats, per = {}, {}
+    for name, vals in values.items():
+        v = np.asarray(vals, dtype=np.float64).reshape(-1)
+        stats[name] = np.stack([v, np.ones_like(v)], axis=1)
+        per[name] = v
+    return stats, per
+
+
+# --- ROUGE -------------------------------------------------------------------------------------
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
+@functools.lru_cache(maxsize=1)
+def _rouge_scorer():
+    # Built once: constructing the scorer (and its Porter stemmer) per example is slow.
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+
+
+@register_metric("rouge", ROUGE_TYPES, primary="rougeL")
+def _rouge(preds, refs):
+    """ROUGE F-measures (rouge-score, Porter stemming), the best reference per type by F-measure.
+
+    rougeLsum splits prediction and references into sentences on newlines.
+    """
+    scorer = _rouge_scorer()
+    values = {t: [] for t in ROUGE_TYPES}
+    for pred, ref in zip(preds, refs):
+        best = scorer.score_multi(ref, pred)
+        for t in ROUGE_TYPES:
+            values[t].append(best[t].fmeasure)
+    return _mean_outputs(values)
+
+
+# --- entity F1 ---------------------------------------------------------------------------------
+
+
+def _ratio_or_convention(num, den, other):
+    """``num / den``; where ``den == 0``: 1.0 if `other` is also 0 (nothing to find), else 0.0."""
+    num, den, other = (np.asarray(x, dtype=np.float64) for x in (num, den, other))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = num / den
+    return np.where(den > 0, ratio, np.where(other == 0, 1.0, 0.0))
+
+
+def _entity_precision(s: np.ndarray) -> np.ndarray:
+    tp, fp, fn = s[..., 0], s[..., 1], s[..., 2]
+    return _ratio_or_convention(tp, tp + fp, fn)
+
+
+def _entity_recall(s: np.ndarray) -> np.ndarray:
+    tp, fp, fn = s[..., 0], s[..., 1], s[..., 2]
+    return _ratio_or_convention(tp, tp + fn, fp)
+
+
+def _entity_f1(s: np.ndarray) -> np.ndarray:
+    tp, fp, fn = s[..., 0], s[..., 1], s[..., 2]
+    return _ratio_or_convention(2 * tp, 2 * tp + fp + fn, 0)
+
+
+def _entity_key(etype: str, text: str) -> tuple[str, str]:
+    # Case-insensitive text after collapsing whitespace: "New  York" and "new york" are one entity.
+    return etype.strip().upper(), " ".join(text.split()).casefold()
+
+
+@register_metric(
+    "entity_f1",
+    ("entity_f1", "entity_precision", "entity_recall"),
+    primary="entity_f1",
+    aggregates={"entity_f1": _entity_f1, "entity_precision": _entity_precision,
+                "entity_recall": _entity_recall},
+)
+def _entities(preds, refs):
+    """Micro precision, recall and F1 over the multiset of (type, text) entities.
+
+    Predictions and the first reference are NER strings (``TYPE: text; TYPE: text`` or ``none``)
+    parsed by `retain.tasks.ner_format.parse_entities`. Per example the statistics are
+    ``(tp, fp, fn)`` with tp the size of the multiset intersection, so a predicted entity repeated
+    more often than in the reference counts as a false positive.
+
+    Conventions when a denominator is zero (so an empty prediction for an empty reference is
+    perfect, and empty against non-empty is zero):
+
+    - precision = 1.0 if nothing was predicted and nothing was missed (tp + fp == 0 and fn == 0),
+      0.0 if nothing was predicted but something was missed;
+    - recall = 1.0 if there was nothing to find and nothing was wrongly predicted
+      (tp + fn == 0 and fp == 0), else 0.0 when tp + fn == 0;
+    - F1 = 1.0 when 2tp + fp + fn == 0.
+    """
+    from retain.tasks.ner_format import parse_entities
+
+    rows = []
+    for pred, ref in zip(preds, refs):
+        p = Counter(_entity_key(t, x) for t, x in parse_entities(pred))
+        g = Counter(_entity_key(t, x) for t, x in parse_entities(ref[0]))
+        tp = sum((p & g).values())
+        rows.append((tp, sum(p.values()) - tp, sum(g.values()) - tp))
+    s = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+    stats = {"entity_f1": s, "entity_precision": s, "entity_recall": s}
+    per = {"entity_f1": _entity_f1(s), "entity_precision": _entity_precision(s),
+           "entity_recall": _entity_recall(s)}
+    return stats, per
+
+
+# --- accuracy ----------------------------------------------------------------------------------
+
+
+@register_metric("accuracy", ("accuracy",), primary="accuracy")
+def _accuracy(preds, refs):
+    """1.0 if the prediction equals any reference after strip() and casefold(), else 0.0."""
+    values = [
+        float(any(pred.strip().casefold() == r.strip().casefold() for r in ref))
+        for pred, ref in zip(preds, refs)
+    ]
+    return _mean_outputs({"accuracy": values})
+
+
+# --- SQuAD exact match and token F1 ------------------------------------------------------------
+
+_PUNCTUATION = set(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD v1.1 normalisation: lower-case, drop punctuation, drop a/an/the, collapse whitespace."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def _exact(pred: str, ref: str) -> float:
+    return float(normalize_answer(pred) == normalize_answer(ref))
+
+
+def _token_f1(pred: str, ref: str) -> float:
+    """SQuAD token F1 with multiset overlap.
+
+    Unlike the v1.1 script (which gives 0 when both sides normalise to nothing, e.g. "the" vs
+    "a"), two empty answers score 1.0 here, as in the v2.0 script, so F1 agrees with exact match.
+    """
+    p, g = normalize_answer(pred).split(), normalize_answer(ref).split()
+    if not p or not g:
+        return float(p == g)
+    same = sum((Counter(p) & Counter(g)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+@register_metric("squad", ("exact_match", "f1"), primary="f1")
+def _squad(preds, refs):
+    """SQuAD exact match and token F1 in [0, 1], each the max over references."""
+    return _mean_outputs({
+        "exact_match": [max(_exact(p, r) for r in ref) for p, ref in zip(preds, refs)],
+        "f1": [max(_token_f1(p, r) for r in ref) for p, ref in zip(preds, refs)],
+    })
+
+
+@register_metric("exact_match", ("exact_match",), primary="exact_match")
+def _exact_match(preds, refs):
+    """SQuAD-normalised exact match, the max over references."""
+    return _mean_outputs({
+        "exact_match": [max(_exact(p, r) for r in ref) for p, ref in zip(preds, refs)],
+    })

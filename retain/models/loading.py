@@ -1,0 +1,208 @@
+"""Load a Hugging Face language model for evaluation or training.
+
+`load_model` takes a hub id or a local folder, reads the config to choose `AutoModelForSeq2SeqLM`
+(encoder-decoder, e.g. T5) or `AutoModelForCausalLM` (decoder-only, e.g. Llama, Qwen), loads the
+tokenizer, optionally a PEFT adapter on top, and places it on the best device with a sensible dtype.
+
+Security defaults: safetensors only (pickle checkpoints need `allow_pickle=True`), and
+`trust_remote_code` stays off unless asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from retain.errors import UserError, one_line
+from retain.models.fingerprint import fingerprint_path, fingerprint_state
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to use, with what identifies it.
+
+    Attributes:
+        model: the `transformers` model (a `PeftModel` when an adapter is loaded), in eval mode.
+        tokenizer: its tokenizer (a pad token is always set).
+        name: what the user passed (hub id or path).
+        is_seq2seq: encoder-decoder (True) or decoder-only (False).
+        fingerprint: identifies the exact weights (see `retain.models.fingerprint`).
+        adapter: the adapter path, if any.
+        source_dir: the local folder the weights came from (None for in-memory models).
+    """
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    is_seq2seq: bool
+    fingerprint: str
+    adapter: str | None = None
+    source_dir: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def describe(self) -> dict:
+        return {"name": self.name, "fingerprint": self.fingerprint, "adapter": self.adapter,
+                "architecture": "seq2seq" if self.is_seq2seq else "causal",
+                "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """`auto` picks cuda, then mps, then cpu."""
+    if device != "auto":
+        try:
+            return torch.device(device)
+        except RuntimeError:
+            raise UserError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)") from None
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto`: bfloat16 on GPUs that support it, float32 elsewhere (fp16 overflows in T5)."""
+    if dtype != "auto":
+        if dtype not in DTYPES:
+            raise UserError(f"unknown dtype {dtype!r} (use auto, {', '.join(DTYPES)})")
+        return DTYPES[dtype]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def is_seq2seq_config(config) -> bool:
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
+def _check_local_folder(path: Path, allow_pickle: bool) -> None:
+    if not path.is_dir():
+        raise UserError("model folder not found", path)
+    if not (path / "config.json").is_file():
+        raise UserError("model folder has no config.json", path)
+    files = [p.name for p in path.iterdir()]
+    if any(f.endswith(".safetensors") or f == "model.safetensors.index.json" for f in files):
+        return
+    pickled = [f for f in files if f.endswith((".bin", ".pt", ".pth"))]
+    if pickled and not allow_pickle:
+        raise UserError(f"model folder has only pickle weights ({pickled[0]}); pass --allow-pickle to load "
+                        "them (pickle can run code) or convert them to safetensors", path)
+    if not pickled:
+        raise UserError("model folder has no weights (*.safetensors)", path)
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load tokenizer: {one_line(e)}", name_or_path) from None
+    if tok.pad_token is None:
+        # Decoder-only models often ship without a pad token; padding is always masked out.
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    return tok
+
+
+def load_model(
+    name_or_path: str,
+    adapter: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a model by hub id or local folder, with its tokenizer and an optional PEFT adapter.
+
+    Args:
+        name_or_path: hub id (e.g. `google/flan-t5-small`) or a local folder.
+        adapter: optional PEFT adapter folder (or hub id) to load on top.
+        device: `auto`, `cpu`, `cuda`, `cuda:N` or `mps`.
+        dtype: `auto`, `float32`, `bfloat16` or `float16`.
+        allow_pickle: allow `.bin`/`.pt` checkpoints (pickle can execute code).
+        trust_remote_code: run model code shipped with the checkpoint.
+
+    Raises:
+        UserError: missing folder or weights, unreadable config, incompatible adapter.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    local = Path(name_or_path)
+    if local.exists() or name_or_path.startswith((".", "/", "~")):
+        _check_local_folder(local.expanduser(), allow_pickle)
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load model config: {one_line(e)}", name_or_path) from None
+    seq2seq = is_seq2seq_config(config)
+    auto = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    dev = pick_device(device)
+    torch_dtype = pick_dtype(dtype, dev)
+    try:
+        model = auto.from_pretrained(
+            name_or_path, config=config, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+            use_safetensors=None if allow_pickle else True,
+        )
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"cannot load model weights: {one_line(e)}", name_or_path) from None
+    tokenizer = load_tokenizer(name_or_path, trust_remote_code)
+    source_dir = str(local) if local.is_dir() else _hub_snapshot_dir(name_or_path)
+    if adapter is not None:
+        model = _attach_adapter(model, adapter)
+    model.to(dev)
+    model.eval()
+    fp = _fingerprint(model, source_dir, adapter)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name_or_path, is_seq2seq=seq2seq,
+                       fingerprint=fp, adapter=adapter, source_dir=source_dir)
+
+
+def _attach_adapter(model, adapter: str):
+    from peft import PeftModel
+
+    path = Path(adapter)
+    if path.exists() and not (path / "adapter_config.json").is_file():
+        raise UserError("adapter folder has no adapter_config.json", path)
+    try:
+        return PeftModel.from_pretrained(model, adapter, is_trainable=False)
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise UserError(f"cannot load adapter: {one_line(e)}", adapter) from None
+
+
+def _hub_snapshot_dir(name: str) -> str | None:
+    try:
+        from transformers.utils import cached_file
+
+        cfg = cached_file(name, "config.json", local_files_only=True)
+        return str(Path(cfg).parent) if cfg else None
+    except Exception:  # not in the local hub cache: fall back to hashing the tensors
+        return None
+
+
+def _fingerprint(model, source_dir: str | None, adapter: str | None) -> str:
+    if source_dir is not None:
+        adapter_dir = adapter if adapter is not None and Path(adapter).is_dir() else None
+        if adapter is None or adapter_dir is not None:
+            return fingerprint_path(source_dir, adapter_dir)
+    return fingerprint_state(model)
+
+
+def wrap_model(model, tokenizer, name: str = "in-memory") -> LoadedModel:
+    """Wrap an in-memory model (e.g. straight after training) for evaluation."""
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name,
+                       is_seq2seq=is_seq2seq_config(model.config), fingerprint=fingerprint_state(model))
