@@ -30,7 +30,7 @@ from retain.errors import UserError
 
 Aggregate = Callable[[np.ndarray], np.ndarray]
 # compute(predictions, references) -> {output: (n, k) statistics}, {output: (n,) display values}
-Compute = Callable[[list[str], list[list[str]]], "tuple[dict[str, np.ndarray], dict[str, np.ndarray]]"]
+Compute = Callable[[list[str], list[list[str]]], tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,8 @@ class Scores:
         idx = np.asarray(idx)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
+        elif idx.size == 0:
+            idx = idx.astype(np.intp)  # np.asarray([]) is float64
         return Scores(
             metric=self.metric,
             primary=self.primary,

@@ -11,7 +11,7 @@ capitalised words that are *not* entities.
 from __future__ import annotations
 
 import random
-from typing import Sequence
+import re
 
 FIRST_NAMES = (
     "Anna", "Tom", "Maria", "Charlie", "Sofia", "Liam", "Emma", "Noah", "Olivia", "Lucas", "Mia", "Ethan",
@@ -37,7 +37,7 @@ CITIES = (
 
 COUNTRIES = (
     "France", "Japan", "Germany", "Spain", "Italy", "Portugal", "Norway", "Egypt", "Nigeria", "Kenya",
-    "Peru", "Canada", "Australia", "Ireland", "Austria", "Poland", "Greece", "Turkey", "India", "Korea",
+    "Peru", "Canada", "Australia", "Ireland", "Austria", "Poland", "Greece", "Brazil", "India", "Korea",
     "Thailand", "Vietnam", "Chile", "Colombia", "Cuba", "Finland", "Sweden", "Denmark", "Belgium", "Mexico",
 )
 
@@ -51,7 +51,7 @@ COMPANIES = (
 
 PET_NAMES = (
     "Rex", "Bella", "Whiskers", "Biscuit", "Pepper", "Luna", "Shadow", "Bubbles", "Ziggy", "Mochi",
-    "Peanut", "Tiger", "Coco", "Buster", "Noodle", "Pixel", "Muffin", "Sparky", "Honey", "Waffles",
+    "Peanut", "Tiger", "Coco", "Buster", "Noodle", "Pixel", "Muffin", "Sparky", "Fudge", "Waffles",
 )
 
 ANIMALS = (
@@ -124,6 +124,46 @@ def location(rng: random.Random) -> str:
     return rng.choice(CITIES) if rng.random() < 2 / 3 else rng.choice(COUNTRIES)
 
 
-def distinct(rng: random.Random, words: Sequence[str], k: int) -> list[str]:
-    """`k` different words drawn from `words` (in random order)."""
-    return rng.sample(words, k)
+# Slot names usable in `{slot}` templates, for `fill`.
+WORDS = {
+    "first": FIRST_NAMES, "surname": SURNAMES, "city": CITIES, "country": COUNTRIES, "company": COMPANIES,
+    "pet": PET_NAMES, "animal": ANIMALS, "food": FOODS, "object": OBJECTS, "color": COLORS,
+    "adj": ADJECTIVES, "place": PLACES, "room": ROOMS, "job": JOBS, "day": DAYS, "month": MONTHS,
+    "time": TIMES, "number": NUMBERS,
+}
+_SLOT = re.compile(r"\{(\w+)\}")
+_A_BEFORE_VOWEL = re.compile(r"\b([Aa]) (?=[aeiouAEIOU])")
+
+
+def fill(template: str, rng: random.Random) -> str:
+    """Fill every `{slot}` of a template with a word from `WORDS[slot]`.
+
+    Repeated slots get different words (`{food} or {food}` never reads `rice or rice`).
+
+    Args:
+        template: text with `{slot}` names from `WORDS`.
+        rng: the task's seeded generator.
+
+    Returns:
+        The filled text.
+    """
+    used: dict[str, set[str]] = {}
+
+    def word(match: re.Match) -> str:
+        slot = match.group(1)
+        taken = used.setdefault(slot, set())
+        choice = rng.choice(WORDS[slot])
+        while choice in taken:
+            choice = rng.choice(WORDS[slot])
+        taken.add(choice)
+        return choice
+
+    return _SLOT.sub(word, template)
+
+
+def fix_articles(text: str) -> str:
+    """Turn `a` into `an` before a vowel (`a orange umbrella` -> `an orange umbrella`).
+
+    Templates write `a {slot}`; no word in these lists starts with a vowel that sounds like a consonant.
+    """
+    return _A_BEFORE_VOWEL.sub(lambda m: m.group(1) + "n ", text)

@@ -1,0 +1,66 @@
+"""`retain eval`: score a model (optionally with an adapter) on tasks and write results JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from retain.cli import app, quiet_libraries
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option(..., "--model", "-m", help="Hub id or local model folder."),
+    task: List[str] = typer.Option(..., "--task", "-t", help="Task: a name, FAMILY:PATH or a task .yaml; repeatable."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the results JSON."),
+    adapter: Optional[str] = typer.Option(None, help="PEFT adapter folder to load on top of the model."),
+    split: str = typer.Option("test", help="Which split of each task."),
+    limit: Optional[int] = typer.Option(None, help="Evaluate the first N examples of each task."),
+    batch_size: int = typer.Option(16, help="Prompts per forward pass."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
+    chat: str = typer.Option("auto", help="Chat template for decoder-only chat models: auto, on, off."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Evaluation cache folder (default ~/.cache/retain/eval)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
+    allow_pickle: bool = typer.Option(False, help="Allow pickle (.bin) weights; they can run code."),
+    trust_remote_code: bool = typer.Option(False, help="Run model code shipped with the checkpoint."),
+) -> None:
+    """Evaluate a model on tasks; scores come with 95% bootstrap confidence intervals."""
+    quiet_libraries()
+    from retain.evaluation.cache import EvalCache
+    from retain.evaluation.runner import EvalSettings, evaluate
+    from retain.io import atomic_write_json
+    from retain.models.loading import load_model
+    from retain.tasks import get_task
+
+    # Everything the user can get wrong is checked before the model loads and before any output.
+    settings = EvalSettings(split=split, limit=limit, batch_size=batch_size, chat=chat)
+    tasks = [get_task(t) for t in task]
+    for t in tasks:
+        t.examples(split, limit)
+    lm = load_model(model, adapter=adapter, device=device, dtype=dtype, allow_pickle=allow_pickle,
+                    trust_remote_code=trust_remote_code)
+    cache = EvalCache(cache_dir, enabled=not no_cache)
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        def factory(t, total):
+            handle = bar.add_task(t.name, total=total)
+            return lambda n: bar.advance(handle, n)
+
+        doc = evaluate(lm, tasks, settings, cache, progress_factory=factory)
+    atomic_write_json(out, doc)
+    table = Table(title=f"{model} ({lm.fingerprint})")
+    for col in ("task", "n", "metric", "value", "95% CI", "cached"):
+        table.add_column(col)
+    for name, res in doc["tasks"].items():
+        m = res["metrics"][res["primary"]]
+        table.add_row(name, str(res["n"]), res["primary"], f"{m['value']:.4f}",
+                      f"[{m['ci95'][0]:.4f}, {m['ci95'][1]:.4f}]", "yes" if res["from_cache"] else "no")
+    Console().print(table)
+    Console().print(f"wrote {out}")

@@ -1,0 +1,50 @@
+"""On-disk cache of evaluation outputs.
+
+A cache entry holds a model's raw outputs (greedy predictions, or per-choice log-likelihoods) for
+every example of one task split. The key covers everything that can change those outputs: the model
+fingerprint (weights + adapter), the task's family, version, kind, generation length and data hash,
+and the evaluation settings (dtype, chat mode, engine version). Two different models therefore never
+share an entry, and editing a data file invalidates its entries.
+
+Metrics are not cached: they are recomputed from the outputs in milliseconds, so a metric fix never
+serves stale scores. Entries are written atomically, so concurrent jobs can share one cache folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from retain.io import atomic_write_json, sha256_json
+from retain.models.fingerprint import cache_root
+
+ENGINE_VERSION = "1"  # bump when the engine's outputs change for the same model and prompts
+
+
+class EvalCache:
+    """A folder of cached evaluation outputs, one JSON file per key."""
+
+    def __init__(self, root: str | Path | None = None, enabled: bool = True):
+        self.root = Path(root) if root is not None else cache_root() / "eval"
+        self.enabled = enabled
+
+    @staticmethod
+    def key(fingerprint: str, task_identity: dict, settings: dict) -> str:
+        return sha256_json({"model": fingerprint, "task": task_identity, "settings": settings,
+                            "engine": ENGINE_VERSION})
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        if not self.enabled:
+            return None
+        path = self._path(key)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # missing or unreadable entries are recomputed
+
+    def put(self, key: str, entry: dict) -> None:
+        if self.enabled:
+            atomic_write_json(self._path(key), entry, indent=None)

@@ -1,0 +1,187 @@
+"""The evaluation engine: batched greedy generation and batched log-likelihood scoring.
+
+Two request kinds, as in lm-evaluation-harness:
+
+- `generate`: greedy decoding, batched, prompts sorted by length (longest first, so batches hold
+  similar lengths and the first batch shows the worst-case memory), stopping at EOS, with the KV cache
+  on. Decoder-only models are left-padded so every prompt ends where generation starts.
+- `loglikelihood`: the summed log-probability of a continuation given a context, in batched forward
+  passes without generation. For encoder-decoder models each distinct context is encoded once and
+  its encoder states are shared by all its continuations (a `choice` task with k options costs one
+  encoder pass, not k).
+
+Results come back in the order of the requests. Batching does not change results beyond float
+rounding (tests check that batched equals unbatched).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from transformers.modeling_outputs import BaseModelOutput
+
+from retain.models.formatting import completion_prefix, format_prompt
+from retain.models.loading import LoadedModel
+
+Progress = Callable[[int], None] | None
+
+
+def _encode(tokenizer, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
+    return tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
+
+
+def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if left:
+            ids[i, width - len(r):] = torch.tensor(r)
+            mask[i, width - len(r):] = 1
+        else:
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def _batches(order: list[int], batch_size: int) -> list[list[int]]:
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _greedy_config(lm: LoadedModel, max_new_tokens: int):
+    from transformers import GenerationConfig
+
+    tok = lm.tokenizer
+    # A fresh config: a checkpoint's own generation_config (sampling, beams, length penalties) must
+    # not leak into greedy evaluation.
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=getattr(lm.model.config, "decoder_start_token_id", None),
+    )
+
+
+@torch.inference_mode()
+def generate(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 16,
+             chat: str = "auto", progress: Progress = None) -> list[str]:
+    """Greedy completions of `prompts`, in order.
+
+    Args:
+        lm: the loaded model.
+        prompts: task prompts (chat formatting is applied here when the model has a template).
+        max_new_tokens: generation length limit.
+        batch_size: prompts per forward pass.
+        chat: `auto`, `on` or `off` (see `retain.models.formatting`).
+        progress: called with the number of prompts finished after each batch.
+    """
+    if not prompts:
+        return []
+    tok, model = lm.tokenizer, lm.model
+    texts = [format_prompt(tok, p, lm.is_seq2seq, chat) for p in prompts]
+    # Chat templates already contain the BOS/special tokens they need.
+    encoded = _encode(tok, texts, add_special_tokens=True)
+    order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
+    config = _greedy_config(lm, max_new_tokens)
+    out: list[str] = [""] * len(texts)
+    for batch in _batches(order, batch_size):
+        ids, mask = _pad([encoded[i] for i in batch], tok.pad_token_id, left=not lm.is_seq2seq)
+        ids, mask = ids.to(lm.device), mask.to(lm.device)
+        generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        if not lm.is_seq2seq:
+            generated = generated[:, ids.shape[1]:]
+        for i, text in zip(batch, tok.batch_decode(generated, skip_special_tokens=True)):
+            out[i] = text.strip()
+        if progress:
+            progress(len(batch))
+    return out
+
+
+@torch.inference_mode()
+def loglikelihood(lm: LoadedModel, requests: Sequence[tuple[str, str]], batch_size: int = 32,
+                  chat: str = "auto", progress: Progress = None) -> list[float]:
+    """Summed log-probability (nats) of each continuation given its context, in order.
+
+    Args:
+        lm: the loaded model.
+        requests: (context, continuation) pairs; the context is a task prompt.
+        batch_size: contexts (seq2seq) or sequences (decoder-only) per forward pass.
+        chat: chat-template mode for the context.
+        progress: called with the number of requests finished after each batch.
+    """
+    if not requests:
+        return []
+    if lm.is_seq2seq:
+        return _loglikelihood_seq2seq(lm, requests, batch_size, chat, progress)
+    return _loglikelihood_causal(lm, requests, batch_size, chat, progress)
+
+
+def _continuation_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sum over positions of log p(label); label -100 positions are ignored. Returns (batch,)."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    keep = labels != -100
+    picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * keep).sum(-1)
+
+
+def _loglikelihood_seq2seq(lm, requests, batch_size, chat, progress) -> list[float]:
+    tok, model = lm.tokenizer, lm.model
+    contexts = sorted({c for c, _ in requests})
+    ctx_ids = dict(zip(contexts, _encode(tok, [format_prompt(tok, c, True, chat) for c in contexts])))
+    # Continuations score the answer tokens only, without EOS (as lm-evaluation-harness does).
+    cont_ids = _encode(tok, [cont for _, cont in requests], add_special_tokens=False)
+    by_context: dict[str, list[int]] = {}
+    for i, (c, _) in enumerate(requests):
+        by_context.setdefault(c, []).append(i)
+    ordered = sorted(contexts, key=lambda c: -len(ctx_ids[c]))
+    start = model.config.decoder_start_token_id
+    out = [0.0] * len(requests)
+    for batch in _batches(list(range(len(ordered))), batch_size):
+        ctxs = [ordered[j] for j in batch]
+        ids, mask = _pad([ctx_ids[c] for c in ctxs], tok.pad_token_id, left=False)
+        ids, mask = ids.to(lm.device), mask.to(lm.device)
+        encoder_states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        rows = [(k, i) for k, c in enumerate(ctxs) for i in by_context[c]]
+        expand = torch.tensor([k for k, _ in rows], device=lm.device)
+        labels, _ = _pad([cont_ids[i] for _, i in rows], -100, left=False)
+        labels = labels.to(lm.device)
+        decoder_in = torch.cat([torch.full_like(labels[:, :1], start), labels[:, :-1]], dim=1)
+        decoder_in = decoder_in.masked_fill(decoder_in == -100, tok.pad_token_id)
+        # Right padding of the labels cannot affect earlier positions: the decoder is causal.
+        logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states[expand]),
+                       attention_mask=mask[expand], decoder_input_ids=decoder_in).logits
+        for (_, i), value in zip(rows, _continuation_logprobs(logits, labels).tolist()):
+            out[i] = value
+        if progress:
+            progress(len(rows))
+    return out
+
+
+def _loglikelihood_causal(lm, requests, batch_size, chat, progress) -> list[float]:
+    tok, model = lm.tokenizer, lm.model
+    rows: list[tuple[list[int], int]] = []  # (token ids, number of continuation tokens)
+    for context, continuation in requests:
+        prompt = format_prompt(tok, context, False, chat)
+        whole = prompt + completion_prefix(prompt, False) + continuation
+        # Tokenise context and whole text, take the continuation as the tail of the whole: merges at
+        # the boundary then follow how the model saw such text (lm-evaluation-harness does the same).
+        ctx = tok(prompt)["input_ids"]
+        full = tok(whole)["input_ids"]
+        n_cont = max(len(full) - len(ctx), 1)
+        rows.append((full, n_cont))
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
+    out = [0.0] * len(rows)
+    for batch in _batches(order, batch_size):
+        ids, mask = _pad([rows[i][0] for i in batch], tok.pad_token_id, left=False)
+        labels = torch.full_like(ids, -100)
+        for r, i in enumerate(batch):
+            n, k = len(rows[i][0]), rows[i][1]
+            labels[r, n - k: n] = ids[r, n - k: n]
+        ids, mask, labels = ids.to(lm.device), mask.to(lm.device), labels.to(lm.device)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        values = _continuation_logprobs(logits, labels[:, 1:])
+        for i, value in zip(batch, values.tolist()):
+            out[i] = value
+        if progress:
+            progress(len(batch))
+    return out

@@ -1,0 +1,162 @@
+"""Typed training settings, the resolved run config, and parsing of `--set key=value` options.
+
+`TrainSettings` holds everything about *how* to train that is independent of the method (steps,
+batch size, learning-rate schedule, precision, checkpointing). Each field is documented once, in its
+`description`; the CLI builds its `--help` from these descriptions. Bad values raise `UserError` at
+construction, before any model is loaded.
+
+`RunConfig` is what a run directory records in `config.yaml`: base model, target task, the method's
+resolved options and the settings. A run is resumed only into a directory whose config matches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from retain.errors import UserError
+
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
+              "inverse_sqrt")
+
+
+class TrainSettings(BaseModel):
+    """How to train, whatever the method. Every field can be set from the CLI (`--field-name`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train_examples: int | None = Field(None, gt=0, description="Use only the first N training examples of the target.")
+    eval_examples: int = Field(64, ge=0, description="Validation examples for the held-out loss (0 turns it off).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training mixture (ignored when max_steps is set).")
+    max_steps: int | None = Field(None, gt=0, description="Optimizer steps to train for (overrides epochs).")
+    batch_size: int = Field(8, gt=0, description="Examples per micro-batch.")
+    grad_accum: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
+    learning_rate: float | None = Field(None, gt=0, description="Peak learning rate (default: the method's).")
+    warmup: float = Field(0.06, ge=0, description="Warmup: a fraction of all steps if < 1, else a number of steps.")
+    scheduler: str = Field("linear", description=f"Learning-rate schedule after warmup ({', '.join(SCHEDULERS)}).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not applied to biases and norms).")
+    max_grad_norm: float = Field(1.0, ge=0, description="Clip the gradient norm to this (0 turns clipping off).")
+    seed: int = Field(0, description="Seed for initialisation, data order, dropout and mixtures.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 mixed precision on GPUs that support it, fp32 elsewhere.")
+    max_source_length: int = Field(512, gt=0, description="Prompt tokens kept (seq2seq: truncated at the end; "
+                                                          "decoder-only: at the start).")
+    max_target_length: int = Field(128, gt=1, description="Target tokens kept, EOS included.")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
+    save_steps: int = Field(200, gt=0, description="Write a resumable checkpoint every N optimizer steps.")
+    save_total_limit: int = Field(2, gt=0, description="Checkpoints kept on disk while training.")
+    keep_checkpoints: bool = Field(False, description="Keep the checkpoints after a run finishes.")
+    eval_steps: int | None = Field(None, gt=0, description="Validation loss every N steps (default: save_steps; "
+                                                           "always once at the end).")
+    logging_steps: int = Field(10, gt=0, description="Log loss, learning rate and grad norm every N steps.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, v: str) -> str:
+        if v not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {v!r} (use one of {', '.join(SCHEDULERS)})")
+        return v
+
+    @field_validator("warmup")
+    @classmethod
+    def _warmup_steps_whole(cls, v: float) -> float:
+        if v >= 1 and v != int(v):
+            raise ValueError("warmup >= 1 is a number of steps and must be whole")
+        return v
+
+
+class RunConfig(BaseModel):
+    """Everything that defines a run; saved as `config.yaml` in the run directory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    target: str
+    method: dict[str, Any]
+    settings: TrainSettings
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RunConfig":
+        data = read_yaml(path)
+        return validated(cls, data, f"{path}")
+
+
+def validated(cls, data: Mapping[str, Any], what: str):
+    """Build a pydantic model, turning validation errors into one-line `UserError`s."""
+    try:
+        return cls(**dict(data))
+    except ValidationError as e:
+        raise UserError(f"{what}: {describe_validation_error(e, cls)}") from None
+    except (TypeError, ValueError) as e:  # raised by hooks outside pydantic's own checks
+        raise UserError(f"{what}: {e}") from None
+
+
+def describe_validation_error(e: ValidationError, cls=None) -> str:
+    """One line per pydantic error, joined with `; ` (unknown options list the known ones)."""
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "value"
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(_field_names(cls)) if cls is not None else ""
+            parts.append(f"unknown option {loc!r}" + (f" (options: {known})" if known else ""))
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg} (got {err.get('input')!r})")
+    return "; ".join(parts)
+
+
+def _field_names(cls) -> list[str]:
+    names = []
+    for name, info in getattr(cls, "model_fields", {}).items():
+        names.append(info.alias or name)
+    return names
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping with one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("config file not found", path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"invalid YAML: {' '.join(str(e).split())}", path) from None
+    if not isinstance(data, dict):
+        raise UserError("expected a mapping of options at the top level", path)
+    return data
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """Parse `key=value` strings; values are YAML scalars or flow lists (`r=8`, `tasks=[a, b]`).
+
+    Raises:
+        UserError: an item has no `=`.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if not key:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def make_settings(options: Mapping[str, Any] | None = None) -> TrainSettings:
+    """`TrainSettings` from a mapping (unknown keys and bad values raise `UserError`)."""
+    return validated(TrainSettings, options or {}, "training settings")
