@@ -21,23 +21,20 @@ app = typer.Typer(
 
 
 def quiet_libraries() -> None:
-    """Silence library progress bars and warnings that would drown ours."""
+    """Silence library progress bars and warnings that would drown ours.
+
+    Environment variables rather than library calls, so that a run served from the cache never
+    imports `transformers` or `datasets` at all.
+    """
     import os
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        import datasets
-
-        datasets.disable_progress_bars()
-        datasets.logging.set_verbosity_error()
-    except ImportError:
-        pass
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -35,7 +35,7 @@ def eval_command(
     from retain.evaluation.cache import EvalCache
     from retain.evaluation.runner import EvalSettings, evaluate
     from retain.io import atomic_write_json
-    from retain.models.loading import load_model
+    from retain.models.loading import LazyModel
     from retain.tasks import get_task
 
     # Everything the user can get wrong is checked before the model loads and before any output.
@@ -43,7 +43,7 @@ def eval_command(
     tasks = [get_task(t) for t in task]
     for t in tasks:
         t.examples(split, limit)
-    lm = load_model(model, adapter=adapter, device=device, dtype=dtype, allow_pickle=allow_pickle,
+    lm = LazyModel(model, adapter=adapter, device=device, dtype=dtype, allow_pickle=allow_pickle,
                     trust_remote_code=trust_remote_code)
     cache = EvalCache(cache_dir, enabled=not no_cache)
     console = Console(stderr=True)

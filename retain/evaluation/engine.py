@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
-from transformers.modeling_outputs import BaseModelOutput
 
 from retain.models.formatting import completion_prefix, format_prompt
 from retain.models.loading import LoadedModel
@@ -125,6 +124,8 @@ def _continuation_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.
 
 
 def _loglikelihood_seq2seq(lm, requests, batch_size, chat, progress) -> list[float]:
+    from transformers.modeling_outputs import BaseModelOutput
+
     tok, model = lm.tokenizer, lm.model
     contexts = sorted({c for c, _ in requests})
     ctx_ids = dict(zip(contexts, _encode(tok, [format_prompt(tok, c, True, chat) for c in contexts])))

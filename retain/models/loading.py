@@ -10,6 +10,7 @@ Security defaults: safetensors only (pickle checkpoints need `allow_pickle=True`
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,6 +201,63 @@ def _fingerprint(model, source_dir: str | None, adapter: str | None) -> str:
         if adapter is None or adapter_dir is not None:
             return fingerprint_path(source_dir, adapter_dir)
     return fingerprint_state(model)
+
+
+class LazyModel:
+    """A model identified by its files but loaded only when first used.
+
+    Evaluation fully served from the cache never pays for importing `transformers` and loading
+    weights: the fingerprint of a local folder comes from its files alone.
+    """
+
+    def __init__(self, name_or_path: str, adapter: str | None = None, device: str = "auto", dtype: str = "auto",
+                 allow_pickle: bool = False, trust_remote_code: bool = False):
+        self.name, self.adapter = name_or_path, adapter
+        self._kwargs = dict(adapter=adapter, device=device, dtype=dtype, allow_pickle=allow_pickle,
+                            trust_remote_code=trust_remote_code)
+        self._loaded: LoadedModel | None = None
+        local = Path(name_or_path).expanduser()
+        adapter_ok = adapter is None or Path(adapter).is_dir()
+        if local.is_dir() and adapter_ok:
+            _check_local_folder(local, allow_pickle)
+            if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+                raise UserError("adapter folder has no adapter_config.json", adapter)
+            self.fingerprint = fingerprint_path(local, adapter)
+            self._seq2seq = bool(json.loads((local / "config.json").read_text()).get("is_encoder_decoder"))
+            self._device = pick_device(device)
+            self._dtype = pick_dtype(dtype, self._device)
+        else:  # hub ids: the weights must be fetched (or found in the hub cache) to be identified
+            self._load()
+
+    def _load(self) -> LoadedModel:
+        if self._loaded is None:
+            self._loaded = load_model(self.name, **self._kwargs)
+            self.fingerprint = self._loaded.fingerprint
+            self._device, self._dtype = self._loaded.device, self._loaded.dtype
+        return self._loaded
+
+    def __getattr__(self, attr):  # model, tokenizer, is_seq2seq, ... load on first use
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(self._load(), attr)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def describe(self) -> dict:
+        if self._loaded is not None:
+            return self._loaded.describe()
+        return {"name": self.name, "fingerprint": self.fingerprint, "adapter": self.adapter,
+                "architecture": "seq2seq" if self._seq2seq else "causal", "device": str(self._device), "dtype": str(self._dtype).replace("torch.", "")}
 
 
 def wrap_model(model, tokenizer, name: str = "in-memory") -> LoadedModel:

@@ -53,7 +53,7 @@ TEMPLATES = {
         "{PER} works at {ORG}.",
         "{ORG} opened an office in {LOC}.",
         "{PER} and {PER} ate {food} together.",
-        "{PER} moved from {LOC} to {LOC} in {month}.",
+        "{PER} moved to {LOC} in {month}.",
         "On {day} {PER} visited {LOC} with the {animal}.",
         "The {animal} of {PER} was found in {LOC}.",
         "{PER} sold a {object} to {ORG}.",
@@ -61,7 +61,7 @@ TEMPLATES = {
         "The {color} {object} from {LOC} is a gift for {PER}.",
     ),
     3: (
-        "{PER} flew from {LOC} to {LOC} with {ORG}.",
+        "{PER} flew from {LOC} to {LOC} last {day}.",
         "{PER} met {PER} in {LOC}.",
         "{ORG} hired {PER} to run its office in {LOC}.",
         "{PER} left {ORG} and joined {ORG}.",
@@ -92,7 +92,7 @@ def sample(rng: random.Random) -> dict:
     count = rng.choices(list(ENTITY_COUNT_WEIGHTS), weights=list(ENTITY_COUNT_WEIGHTS.values()))[0]
     index = rng.randrange(len(TEMPLATES[count]))
     entities: list[list[str]] = []
-    used: set[str] = set()  # no slot kind repeats a word within a sentence ("from Paris to Paris")
+    used: set[str] = set()  # no word twice in a sentence ("from Paris to Paris")
 
     def fill(match: re.Match) -> str:
         slot = match.group(1)

@@ -153,7 +153,9 @@ def sample(rng: random.Random) -> dict:
     turns = [_capitalise(turn.format(**slots)) for turn in scenario.dialogues[phrasing]]
     # Sometimes #Person1# greets #Person2# by a name, which the summary must leave out.
     if rng.random() < 0.4 and not turns[0].startswith("Hello"):
-        name = rng.choice([n for n in vocab.FIRST_NAMES if n not in slots.values()])
+        name = rng.choice(vocab.FIRST_NAMES)
+        while name in slots.values():
+            name = rng.choice(vocab.FIRST_NAMES)
         turns[0] = _greet(turns[0], name)
     dialogue = "\n".join(f"#Person{i % 2 + 1}#: {turn}" for i, turn in enumerate(turns))
     summary = scenario.summary.format(**slots)

@@ -1,0 +1,98 @@
+"""Trainer callbacks and guards: the JSONL training log, TensorBoard, and the non-finite loss stop.
+
+`train_log.jsonl` gets one JSON object per Trainer log event (training loss, learning rate, grad
+norm, validation loss, ...) with the optimizer step, epoch and wall-clock time. Lines are appended
+and flushed as they come, so a killed run keeps its log; on resume, lines past the checkpoint's step
+are dropped first (they describe steps that will be redone).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from retain.errors import UserError
+from retain.io import atomic_write_text
+
+
+class NonFiniteLoss(UserError):
+    """The training loss became NaN or infinite; raised before that step's optimizer update."""
+
+    def __init__(self, step: int, value: float, checkpoint: str | None = None):
+        self.step = step
+        self.value = value
+        self.checkpoint = checkpoint
+        where = f"; the last good checkpoint is {checkpoint}" if checkpoint else "; no checkpoint was written yet"
+        super().__init__(f"training stopped: the loss is {value} at step {step}{where} "
+                         "(try a lower learning rate or fp32)")
+
+
+class JsonlLogger(TrainerCallback):
+    """Appends every Trainer log event to a JSON-lines file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def write(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(_finite(record), ensure_ascii=False) + "\n")
+            f.flush()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            self.write({"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+                        "time": round(time.time(), 3), **logs})
+
+
+def _finite(record: dict) -> dict:
+    # JSON has no NaN/inf; write them as strings so the line stays valid JSON.
+    return {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+
+
+def truncate_log(path: str | Path, last_step: int) -> None:
+    """Drop log lines of steps after `last_step` (they are redone when resuming from it)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            step = json.loads(line).get("step", 0)
+        except ValueError:
+            continue  # a line cut by a kill
+        if isinstance(step, int) and step <= last_step:
+            kept.append(line)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The records of a `train_log.jsonl` (skipping a line cut short by a kill)."""
+    out = []
+    path = Path(path)
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+def tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def tensorboard_callback(log_dir: str | Path) -> TrainerCallback | None:
+    """TensorBoard logging into `log_dir`, or None when tensorboard is not installed."""
+    if not tensorboard_available():
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir)))

@@ -1,0 +1,163 @@
+"""The Trainer retain uses for every method: transformers' `Trainer`, subclassed narrowly.
+
+What the subclass adds, and nothing else:
+
+- the loss is token-level cross-entropy on the labels only (prompt and padding are -100), summed and
+  divided by the number of label tokens in the whole optimizer step (all gradient-accumulation
+  micro-batches), so gradient accumulation gives the same gradient as one big batch;
+- a method's penalty (L2-SP, EWC, ...) is added once per optimizer step;
+- a NaN or infinite loss raises `NonFiniteLoss` naming the step, before that step's update, so the
+  weights in memory and the last checkpoint stay good;
+- it counts real (non-padding) tokens for tokens/s.
+
+Plain `Trainer` is used for seq2seq models too: `Seq2SeqTrainer` only adds generation during
+evaluation, and retain evaluates with its own engine.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainingArguments
+
+from retain.training.callbacks import NonFiniteLoss
+from retain.training.config import TrainSettings
+from retain.training.data import IGNORE, real_tokens
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def token_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, *, shift: bool) -> torch.Tensor:
+    """Cross-entropy summed over label tokens, divided by the label tokens of the optimizer step.
+
+    Args:
+        outputs: model outputs with `logits` (batch, positions, vocab).
+        labels: (batch, length) token ids, -100 where no loss is wanted.
+        num_items_in_batch: label tokens in the whole accumulated step (the Trainer counts them);
+            None (evaluation): this batch's label tokens.
+        shift: decoder-only models predict token t+1 at position t.
+    """
+    logits = outputs["logits"] if isinstance(outputs, dict) or hasattr(outputs, "keys") else outputs[0]
+    labels = labels.to(logits.device)
+    if shift:
+        # Prompt-learning adapters prepend virtual tokens to the inputs: keep the last positions.
+        logits = logits[:, -labels.shape[1]:, :][:, :-1, :]
+        labels = labels[:, 1:]
+    total = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                            ignore_index=IGNORE, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (labels != IGNORE).sum()
+    if torch.is_tensor(count):
+        count = count.to(total.device).clamp(min=1)
+    else:
+        count = max(int(count), 1)
+    return total / count
+
+
+class RetainTrainer(Trainer):
+    """`Trainer` with completion-only token loss, an optional penalty and a non-finite guard.
+
+    Args:
+        shift_labels: True for decoder-only models.
+        penalty: a zero-argument callable returning a scalar added to each optimizer step's loss.
+        *args, **kwargs: passed to `Trainer`.
+    """
+
+    # The loss is already normalised over the whole accumulated step (see token_loss).
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, shift_labels: bool, penalty=None, **kwargs):
+        super().__init__(*args, compute_loss_func=partial(token_loss, shift=shift_labels), **kwargs)
+        self.penalty = penalty
+        self.real_tokens = 0  # non-padding tokens seen in training by this process (this invocation)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        training = model.training
+        if training:
+            self.real_tokens += real_tokens(inputs)
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                             num_items_in_batch=num_items_in_batch)
+        if training and self.penalty is not None:
+            # Called once per micro-batch; dividing by their number adds the penalty once per step.
+            loss = loss + self.penalty() / self.current_gradient_accumulation_steps
+        if training and not bool(torch.isfinite(loss.detach())):
+            last = last_complete_checkpoint(self.args.output_dir)
+            raise NonFiniteLoss(self.state.global_step + 1, float(loss.detach()), str(last) if last else None)
+        return (loss, outputs) if return_outputs else loss
+
+
+def last_complete_checkpoint(folder: str | Path) -> Path | None:
+    """The highest-step `checkpoint-N` in `folder` that was completely written, or None.
+
+    The Trainer writes `trainer_state.json` last, so a checkpoint without it was cut short (kill -9
+    while saving) and is skipped.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = []
+    for p in folder.iterdir():
+        m = CHECKPOINT_RE.match(p.name)
+        if m and p.is_dir() and (p / "trainer_state.json").is_file():
+            found.append((int(m.group(1)), p))
+    return max(found)[1] if found else None
+
+
+def checkpoint_step(path: str | Path) -> int:
+    m = CHECKPOINT_RE.match(Path(path).name)
+    return int(m.group(1)) if m else 0
+
+
+def mixed_precision(settings: TrainSettings, device: torch.device, is_seq2seq: bool) -> str:
+    """`bf16`, `fp16` or `fp32` mixed-precision mode for this device (weights stay fp32)."""
+    if settings.precision != "auto":
+        return settings.precision
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16"
+        # fp16 overflows in T5's feed-forward activations; decoder-only models are fine with it.
+        return "fp32" if is_seq2seq else "fp16"
+    return "fp32"
+
+
+def training_arguments(settings: TrainSettings, checkpoint_dir: Path, learning_rate: float, precision: str,
+                       device: torch.device, has_eval: bool) -> TrainingArguments:
+    """Map `TrainSettings` onto `TrainingArguments` (the only place that knows both)."""
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps or -1,
+        learning_rate=learning_rate,
+        lr_scheduler_type=settings.scheduler,
+        warmup_steps=settings.warmup if settings.warmup < 1 else int(settings.warmup),
+        weight_decay=settings.weight_decay,
+        max_grad_norm=settings.max_grad_norm,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device.type == "cpu",
+        logging_strategy="steps",
+        logging_steps=settings.logging_steps,
+        logging_first_step=True,
+        logging_nan_inf_filter=False,  # our guard stops on a non-finite loss instead of hiding it
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=settings.eval_steps or settings.save_steps,
+        prediction_loss_only=True,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        report_to="none",  # TensorBoard is attached explicitly, logging into the run folder
+        disable_tqdm=not settings.progress,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
+        dataloader_num_workers=settings.num_workers,
+        gradient_checkpointing=settings.gradient_checkpointing,
+    )
