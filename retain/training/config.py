@@ -45,6 +45,8 @@ class TrainSettings(BaseModel):
     max_source_length: int = Field(512, gt=0, description="Prompt tokens kept (seq2seq: truncated at the end; "
                                                           "decoder-only: at the start).")
     max_target_length: int = Field(128, gt=1, description="Target tokens kept, EOS included.")
+    chat: Literal["auto", "on", "off"] = Field(
+        "auto", description="Chat template for decoder-only chat models (as in evaluation): auto, on, off.")
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     save_steps: int = Field(200, gt=0, description="Write a resumable checkpoint every N optimizer steps.")
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept on disk while training.")

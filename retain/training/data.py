@@ -5,7 +5,8 @@ The loss is computed on the completion only:
 - decoder-only: `input_ids = prompt + sep + target + EOS`, where `sep` is one space unless the prompt
   is empty or ends in whitespace. Prompt positions get label -100 (ignored). Prompt and completion
   are tokenised separately and concatenated, so the boundary is exact and the prompt is tokenised
-  the same way the evaluation engine tokenises it before generating.
+  the same way the evaluation engine tokenises it before generating. Prompts go through
+  `retain.models.formatting` (chat template for chat models), exactly as in evaluation.
 - seq2seq: `input_ids = prompt` (as the tokenizer encodes it, EOS included for T5), `labels =
   target + EOS`; the collator builds `decoder_input_ids` by shifting the labels right.
 
@@ -45,11 +46,6 @@ def samples_from_examples(examples: Iterable, source: str) -> list[Sample]:
     return [Sample(ex.prompt, ex.target, source) for ex in examples]
 
 
-def joiner(prompt: str) -> str:
-    """The separator between a decoder-only prompt and its completion."""
-    return "" if not prompt or prompt[-1].isspace() else " "
-
-
 class Encoder:
     """Tokenises samples into `input_ids` + `labels` for one model architecture.
 
@@ -58,9 +54,15 @@ class Encoder:
         is_seq2seq: encoder-decoder (True) or decoder-only (False).
         max_source_length: prompt tokens kept.
         max_target_length: target tokens kept, EOS included.
+        chat: chat-template mode (`auto`, `on`, `off`), as in `retain.models.formatting`.
     """
 
-    def __init__(self, tokenizer, is_seq2seq: bool, max_source_length: int = 512, max_target_length: int = 128):
+    def __init__(self, tokenizer, is_seq2seq: bool, max_source_length: int = 512, max_target_length: int = 128,
+                 chat: str = "auto"):
+        from retain.models.formatting import uses_chat_template
+
+        uses_chat_template(tokenizer, is_seq2seq, chat)  # validates `chat`
+        self.chat = chat
         if tokenizer.eos_token_id is None:
             raise UserError("the tokenizer has no EOS token; cannot mark the end of training targets")
         self.tok = tokenizer
@@ -81,17 +83,20 @@ class Encoder:
 
     def encode(self, sample: Sample) -> dict[str, list[int]]:
         """Token ids and labels of one sample (labels are -100 wherever no loss is wanted)."""
+        from retain.models.formatting import completion_prefix, format_prompt
+
+        text = format_prompt(self.tok, sample.prompt, self.is_seq2seq, self.chat)
         if self.is_seq2seq:
-            src = self.tok(sample.prompt, truncation=True, max_length=self.max_source_length)["input_ids"]
+            src = self.tok(text, truncation=True, max_length=self.max_source_length)["input_ids"]
             return {"input_ids": src, "labels": self._target_ids(sample.target)}
-        prompt = self.tok(sample.prompt, add_special_tokens=True)["input_ids"]
+        prompt = self.tok(text, add_special_tokens=True)["input_ids"]
         if self._appends_eos and prompt and prompt[-1] == self.eos:
             prompt = prompt[:-1]
         if len(prompt) > self.max_source_length:
             # Keep the end of the prompt (next to the answer) and the BOS token, if any.
             keep = self.max_source_length - (1 if self._bos_first else 0)
             prompt = ([prompt[0]] if self._bos_first else []) + prompt[-keep:]
-        target = self._target_ids(joiner(sample.prompt) + sample.target)
+        target = self._target_ids(completion_prefix(text, False) + sample.target)
         return {"input_ids": prompt + target, "labels": [IGNORE] * len(prompt) + target}
 
     def encode_all(self, samples: Sequence[Sample]) -> list[dict[str, list[int]]]:

@@ -159,5 +159,5 @@ def training_arguments(settings: TrainSettings, checkpoint_dir: Path, learning_r
         label_names=["labels"],
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         dataloader_num_workers=settings.num_workers,
-        gradient_checkpointing=settings.gradient_checkpointing,
+        activation_checkpointing=settings.gradient_checkpointing,
     )

@@ -1,0 +1,289 @@
+"""The one training loop: `train(model, target, method, settings, out_dir)` for every method.
+
+Steps: validate config and data (errors before any model loads) -> load the base model -> the
+method builds the mixture, prepares the model and its penalty -> `RetainTrainer` trains with
+checkpoints every `save_steps` -> the model (full) or adapter (PEFT) is saved in the standard layout
+-> the method's `finish` hook -> `metadata.json`, written last and atomically.
+
+A run directory is resumable: after a kill (even -9) `train(...)` with the same config continues
+from the last complete checkpoint; a directory with `metadata.json` is a finished run and is returned
+without training again.
+
+Run directory layout::
+
+    OUT/config.yaml          resolved RunConfig (model, target, method options, settings)
+    OUT/train_log.jsonl      one JSON object per log event (loss, lr, grad norm, eval loss)
+    OUT/tensorboard/         TensorBoard events (when tensorboard is installed)
+    OUT/checkpoints/         checkpoint-N folders while training (removed at the end by default)
+    OUT/config.json, model.safetensors, tokenizer files         (full fine-tuning), or
+    OUT/adapter_config.json, adapter_model.safetensors, tokenizer files   (PEFT methods)
+    OUT/metadata.json        written last: the run finished
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from retain.errors import UserError
+from retain.io import atomic_write_text
+from retain.methods.base import MethodConfig, TrainContext, make_method
+from retain.training import metadata as md
+from retain.training.callbacks import JsonlLogger, NonFiniteLoss, tensorboard_available, tensorboard_callback, truncate_log
+from retain.training.config import RunConfig, TrainSettings
+from retain.training.data import Collator, EncodedDataset, Encoder, samples_from_examples
+from retain.training.mixture import proportions
+from retain.training.trainer import (RetainTrainer, checkpoint_step, last_complete_checkpoint, mixed_precision,
+                                     training_arguments)
+
+log = logging.getLogger(__name__)
+
+CONFIG = "config.yaml"
+LOG = "train_log.jsonl"
+# Settings that change how a run is executed but not what it computes: a finished or partial run
+# is reused even if they differ.
+RUNTIME_ONLY = {"progress", "num_workers", "keep_checkpoints"}
+
+
+@dataclass
+class TrainResult:
+    """A finished run.
+
+    Attributes:
+        out_dir: the run directory.
+        model_path: what to pass to `load_model` as the model (out_dir for full fine-tuning, the base
+            model for adapters).
+        adapter_path: the adapter folder (out_dir) for PEFT methods, else None.
+        metadata: the content of `metadata.json`.
+        reused: True when the run was already finished and nothing was trained.
+    """
+
+    out_dir: Path
+    model_path: str
+    adapter_path: str | None
+    metadata: dict = field(repr=False)
+    reused: bool = False
+
+    def load(self, device: str = "auto", dtype: str = "auto"):
+        """The trained model as a `LoadedModel` (base + adapter for PEFT methods)."""
+        from retain.models import load_model
+
+        return load_model(self.model_path, adapter=self.adapter_path, device=device, dtype=dtype)
+
+
+def load_trained(out_dir: str | Path) -> TrainResult:
+    """The `TrainResult` of a finished run directory.
+
+    Raises:
+        UserError: the directory holds no finished run.
+    """
+    out_dir = Path(out_dir)
+    meta = md.read_metadata(out_dir)
+    if meta is None:
+        raise UserError("no finished training run here (metadata.json is missing)", out_dir)
+    return TrainResult(out_dir, meta["model_path"], meta["adapter_path"], meta, reused=True)
+
+
+def _comparable(config: dict) -> dict:
+    settings = {k: v for k, v in config["settings"].items() if k not in RUNTIME_ONLY}
+    return {**config, "settings": settings}
+
+
+def _check_existing(out_dir: Path, config: RunConfig, resume: bool) -> TrainResult | None:
+    """Return the finished run in `out_dir`, or None to train; refuse a run with another config."""
+    wanted = _comparable(config.model_dump(mode="json"))
+    meta = md.read_metadata(out_dir)
+    if meta is not None:
+        if _comparable(meta.get("config", {})) != wanted:
+            raise UserError("holds a finished run with a different config; choose another output folder", out_dir)
+        return load_trained(out_dir)
+    saved = out_dir / CONFIG
+    if resume and saved.is_file() and _comparable(RunConfig.from_yaml(saved).model_dump(mode="json")) != wanted:
+        raise UserError("holds an unfinished run with a different config; delete it, choose another output "
+                        "folder, or pass resume=False (--no-resume) to start over", out_dir)
+    return None
+
+
+def _split(task, settings: TrainSettings):
+    """(train examples, validation examples, where validation came from)."""
+    if not task.has_split("train"):
+        raise UserError(f"task {task.name} has no 'train' split, so it cannot be a training target "
+                        f"(it has: {', '.join(task.splits)})")
+    limit, want = settings.train_examples, settings.eval_examples
+    if want and task.has_split("validation"):
+        return list(task.examples("train", limit)), list(task.examples("validation", want)), "validation"
+    pool = list(task.examples("train", None if limit is None else limit + want))
+    n_eval = min(want, len(pool) - limit) if limit and len(pool) > limit else min(want, len(pool) // 10)
+    train = pool[: len(pool) - n_eval][:limit] if limit else pool[: len(pool) - n_eval]
+    return train, pool[len(pool) - n_eval:], ("train slice" if n_eval else None)
+
+
+def train(model: str, target, method: MethodConfig | str = "full", settings: TrainSettings | None = None,
+          out_dir: str | Path = "run", resume: bool = True, callbacks: list | None = None) -> TrainResult:
+    """Fine-tune `model` on `target` with `method`; resumable, and a no-op on a finished run.
+
+    Args:
+        model: base model, hub id or local folder.
+        target: the target task (spec such as `toy-ner` or `summarization:PATH`, or a `Task`).
+        method: a method config (`make_method("lora", {"r": 8})`) or a method name with defaults.
+        settings: training settings (default `TrainSettings()`).
+        out_dir: the run directory (see the module docstring for its layout).
+        resume: continue from the last complete checkpoint in `out_dir` if there is one; False
+            deletes checkpoints and log of an unfinished run first.
+        callbacks: extra `TrainerCallback`s (e.g. for tests).
+
+    Returns:
+        The `TrainResult`; `result.load()` gives the trained model.
+
+    Raises:
+        UserError: bad config or data (before training starts), or a NaN/inf loss (`NonFiniteLoss`).
+    """
+    from retain.models import load_model, pick_device
+    from retain.models.fingerprint import fingerprint_path, fingerprint_state
+    from retain.tasks import get_task
+    from transformers import set_seed
+
+    started = time.perf_counter()
+    settings = settings or TrainSettings()
+    method = make_method(method) if isinstance(method, str) else method
+    task = get_task(target) if isinstance(target, str) else target
+    out_dir = Path(out_dir)
+    config = RunConfig(model=str(model), target=task.name, method=method.describe(), settings=settings)
+    existing = _check_existing(out_dir, config, resume)
+    if existing is not None:
+        return existing
+
+    train_examples, eval_examples, eval_from = _split(task, settings)
+    if not train_examples:
+        raise UserError(f"task {task.name}: no training examples left after holding out validation examples")
+
+    lm = load_model(str(model), device=settings.device, dtype="float32")
+    device = pick_device(settings.device)
+    ctx = TrainContext(base=lm, target=task, settings=settings,
+                       target_samples=samples_from_examples(train_examples, task.name), out_dir=out_dir)
+    samples = method.training_samples(ctx)
+    if not samples:
+        raise UserError(f"method {method.name}: the training mixture is empty")
+    encoder = Encoder(lm.tokenizer, lm.is_seq2seq, settings.max_source_length, settings.max_target_length,
+                      settings.chat)
+    train_ds = EncodedDataset(encoder.encode_all(samples))
+    eval_ds = EncodedDataset(encoder.encode_all(samples_from_examples(eval_examples, task.name))) if eval_examples else None
+
+    set_seed(settings.seed)  # adapter initialisation draws from the global RNG
+    base_tensors = dict(lm.model.state_dict(keep_vars=True))  # references: re-hashed after training
+    base_fp = fingerprint_state(base_tensors)
+    use_cache = getattr(lm.model.config, "use_cache", None)
+    trained = method.prepare_model(lm.model, ctx)
+    penalty = method.make_penalty(trained, ctx)
+    params = md.parameter_counts(trained)
+    if params["trainable"] == 0:
+        raise UserError(f"method {method.name}: no parameter is trainable")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / CONFIG, config.to_yaml())
+    ckpt_dir, log_path = out_dir / "checkpoints", out_dir / LOG
+    last = last_complete_checkpoint(ckpt_dir) if resume else None
+    if not resume:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        log_path.unlink(missing_ok=True)
+    truncate_log(log_path, checkpoint_step(last) if last else 0)
+
+    precision = mixed_precision(settings, device, lm.is_seq2seq)
+    args = training_arguments(settings, ckpt_dir, settings.learning_rate or method.learning_rate(), precision,
+                              device, has_eval=eval_ds is not None)
+    jsonl = JsonlLogger(log_path)
+    extra_cbs = [cb for cb in (tensorboard_callback(out_dir / "tensorboard"),) if cb is not None]
+    collator = Collator(lm.tokenizer.pad_token_id,
+                        decoder_start_id=_decoder_start(trained) if lm.is_seq2seq else None,
+                        pad_to_multiple_of=8 if device.type == "cuda" else None)
+    trainer = RetainTrainer(model=trained, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                            data_collator=collator, processing_class=lm.tokenizer,
+                            callbacks=[jsonl, *extra_cbs, *(callbacks or [])],
+                            shift_labels=not lm.is_seq2seq, penalty=penalty)
+    if not settings.progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
+    md.reset_peak_memory(device)
+    t0 = time.perf_counter()
+    try:
+        output = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    except NonFiniteLoss as e:
+        jsonl.write({"step": e.step, "event": "stopped", "reason": str(e)})
+        raise
+    train_seconds = time.perf_counter() - t0
+    eval_loss = _final_eval_loss(trainer) if eval_ds is not None else None
+    peak = md.peak_memory(device)
+
+    if use_cache is not None:
+        lm.model.config.use_cache = use_cache  # the Trainer turns the KV cache off for training
+    trained.save_pretrained(out_dir, safe_serialization=True)
+    lm.tokenizer.save_pretrained(out_dir)
+    is_adapter = (out_dir / "adapter_config.json").is_file()
+    unchanged = fingerprint_state(base_tensors) == base_fp
+    extra = method.finish(trained, ctx, out_dir)
+    if not settings.keep_checkpoints:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+    model_path = str(model) if is_adapter else str(out_dir)
+    base_dir = lm.source_dir
+    meta = {
+        "status": "finished",
+        "config": config.model_dump(mode="json"),
+        "method": method.name,
+        "model_path": model_path,
+        "adapter_path": str(out_dir) if is_adapter else None,
+        "base_model": str(model),
+        "architecture": "seq2seq" if lm.is_seq2seq else "causal",
+        "fingerprint": fingerprint_path(base_dir, out_dir) if is_adapter and base_dir else
+        (fingerprint_path(out_dir) if not is_adapter else None),
+        "base_fingerprint": base_fp,
+        "base_weights_unchanged": unchanged,
+        "seed": settings.seed,
+        "parameters": {**params, "trainable_fraction": params["trainable"] / max(params["total"], 1)},
+        "data": {"target": task.name, "train_samples": len(samples), "target_train_examples": len(train_examples),
+                 "sources": proportions(samples), "validation_examples": len(eval_examples),
+                 "validation_from": eval_from},
+        "steps": output.global_step,
+        "epochs": trainer.state.epoch,
+        "train_loss": output.training_loss,
+        "eval_loss": eval_loss,
+        "resumed_from_step": checkpoint_step(last) if last else None,
+        "precision": precision,
+        "device": str(device),
+        "learning_rate": args.learning_rate,
+        "effective_batch_size": settings.batch_size * settings.grad_accum,
+        "real_tokens": trainer.real_tokens,
+        "train_seconds": round(train_seconds, 3),
+        "tokens_per_second": trainer.real_tokens / train_seconds if train_seconds > 0 else None,
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "peak_memory": peak,
+        "tensorboard": "tensorboard" if tensorboard_available() else None,
+        "method_info": extra,
+        "versions": md.package_versions(),
+        "git_commit": md.git_commit(),
+        "machine": md.machine(),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    md.write_metadata(out_dir, meta)
+    return TrainResult(out_dir, model_path, meta["adapter_path"], meta)
+
+
+def _final_eval_loss(trainer) -> float:
+    """Validation loss of the final weights (reusing the periodic evaluation at the last step)."""
+    for entry in reversed(trainer.state.log_history):
+        if "eval_loss" in entry and entry.get("step") == trainer.state.global_step:
+            return entry["eval_loss"]
+    return trainer.evaluate()["eval_loss"]
+
+
+def _decoder_start(model) -> int:
+    cfg = model.config if hasattr(model, "config") else model.get_base_model().config
+    start = getattr(cfg, "decoder_start_token_id", None)
+    return start if start is not None else cfg.pad_token_id
