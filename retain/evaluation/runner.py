@@ -63,6 +63,13 @@ class TaskResult:
     seconds: float = 0.0
     metrics: dict = field(default_factory=dict)
 
+    def outputs(self) -> dict:
+        """The raw model outputs, enough to rebuild this result with `result_from_outputs`."""
+        out = {"ids": [ex.id for ex in self.examples], "predictions": self.predictions}
+        if self.choice_logprobs is not None:
+            out["choice_logprobs"] = self.choice_logprobs
+        return out
+
     def to_json(self) -> dict:
         examples = []
         for i, (ex, pred) in enumerate(zip(self.examples, self.predictions)):
@@ -120,12 +127,22 @@ def evaluate_task(lm: LoadedModel, task: Task, settings: EvalSettings = EvalSett
             cache.put(key, entry)
     elif progress:
         progress(len(examples))
-    scores = score(task.metric, entry["predictions"], [list(ex.references) for ex in examples],
-                   ids=[ex.id for ex in examples])
-    result = TaskResult(task=task, examples=examples, predictions=entry["predictions"], scores=scores,
-                        choice_logprobs=entry.get("choice_logprobs"), from_cache=from_cache)
-    result.metrics = summarize(scores, n_boot=settings.n_boot, seed=settings.seed)
+    result = result_from_outputs(task, examples, entry, settings)
+    result.from_cache = from_cache
     result.seconds = time.perf_counter() - start
+    return result
+
+
+def result_from_outputs(task: Task, examples: list[Example], outputs: dict, settings: EvalSettings) -> TaskResult:
+    """Score stored outputs (`{"predictions": [...], "choice_logprobs": [...]?}`) against the examples.
+
+    Metrics are cheap, so they are always recomputed from outputs (cached or saved in a study).
+    """
+    scores = score(task.metric, outputs["predictions"], [list(ex.references) for ex in examples],
+                   ids=[ex.id for ex in examples])
+    result = TaskResult(task=task, examples=examples, predictions=list(outputs["predictions"]), scores=scores,
+                        choice_logprobs=outputs.get("choice_logprobs"))
+    result.metrics = summarize(scores, n_boot=settings.n_boot, seed=settings.seed)
     return result
 
 

@@ -1,0 +1,114 @@
+"""`retain study`, `retain report` and `retain demo`: from a base model to a forgetting report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from retain.cli import app, quiet_libraries
+
+
+def _progress_bar(console: Console) -> Progress:
+    return Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+def run_with_progress(config, out: Path, console: Console) -> dict:
+    """Run a study, showing one progress bar per evaluation and a line per step."""
+    from retain.study.run import run_study
+
+    with _progress_bar(console) as bar:
+        def factory(label, total):
+            handle = bar.add_task(label, total=total)
+            return lambda n: bar.advance(handle, n)
+
+        return run_study(config, out, log=console.print, progress_factory=factory)
+
+
+def _fmt(x: float | None, signed: bool = True) -> str:
+    if x is None:
+        return "-"
+    return f"{x:+.3f}" if signed else f"{x:.3f}"
+
+
+def print_summary(doc: dict, out: Path, console: Console) -> None:
+    """The summary table: one row per run, target gain and each protected task's change."""
+    tasks = doc["tasks"]
+    target = doc["target"]["task"]
+    protected = [n for n, t in tasks.items() if t["role"] == "protected"]
+    table = Table(title=f"{doc['study']['name']}: change against the base ({doc['model']['name']})")
+    table.add_column("run")
+    table.add_column(f"{target}\n{tasks[target]['primary']}", justify="right")
+    for n in protected:
+        table.add_column(f"{n}\n{tasks[n]['primary']}", justify="right")
+    table.add_column("within\nbudget", justify="center")
+    table.add_column("train s", justify="right")
+    base = doc["base"]["scores"]
+    table.add_row("base (score)", *[_fmt(base[n][tasks[n]["primary"]]["value"], False) for n in [target, *protected]],
+                  "", "")
+    for run in doc["runs"]:
+        if run["status"] != "done":
+            table.add_row(run["name"], *["failed"] + [""] * len(protected), "", "")
+            continue
+        cells = []
+        for n in [target, *protected]:
+            c = run["change"][n]
+            mark = "*" if c["significant"] else " "
+            style = "red" if c["delta"] < 0 and c["significant"] else ("green" if c["delta"] > 0 and c["significant"] else "")
+            text = f"{c['delta']:+.3f}{mark}"
+            cells.append(f"[{style}]{text}[/{style}]" if style else text)
+        train_s = run["cost"].get("train_seconds")
+        table.add_row(run["name"], *cells, "yes" if run["within_budget"] else "[red]no[/red]",
+                      f"{train_s:.0f}" if train_s else "-")
+    console.print(table)
+    console.print("* significant (paired bootstrap, 95%)")
+    rec = doc["recommendation"]
+    if rec["run"]:
+        console.print(f"[bold green]Recommended:[/bold green] {rec['run']}: {rec['reason']}")
+    else:
+        console.print(f"[bold red]No run within budget:[/bold red] {rec['reason']}")
+    console.print(f"Report: {out / 'report.html'} (also report.md, results.json)")
+
+
+@app.command("study")
+def study_command(
+    config: Path = typer.Argument(..., help="Study config YAML (see docs/study.md)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: runs/<study name>)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a top-level config key: key=value."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 when the recommendation breaks the budget (for CI)."),
+) -> None:
+    """Fine-tune with every method in the config and report what each forgot."""
+    quiet_libraries()
+    from retain.study.config import load_study_config
+    from retain.training.config import parse_set
+
+    cfg = load_study_config(config, parse_set(set_))
+    out = out or Path("runs") / cfg.name
+    console = Console()
+    doc = run_with_progress(cfg, out, console)
+    print_summary(doc, out, console)
+    if check and not doc["recommendation"]["within_budget"]:
+        raise typer.Exit(1)
+
+
+@app.command("report")
+def report_command(
+    results: Path = typer.Argument(..., help="A study's results.json."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the report (default: beside results)."),
+) -> None:
+    """Re-render a study's report from its results.json alone (no model needed)."""
+    from retain.io import read_json
+    from retain.report import render_report
+
+    doc = read_json(results)
+    if doc.get("schema") != "retain.study/1":
+        from retain.errors import UserError
+
+        raise UserError("not a retain study results file (schema retain.study/1)", results)
+    written = render_report(doc, out or results.parent)
+    Console().print(f"wrote {', '.join(str(p) for p in written.values())}")

@@ -1,0 +1,163 @@
+"""The study config: what to fine-tune, what to protect, which methods to compare, and the budget.
+
+YAML -> `StudyConfig` (pydantic, unknown keys forbidden). Every problem becomes one line naming the
+file and the key, e.g. `study.yaml: methods.1.optionz: unknown option`. Methods and training
+settings are validated by the same code that trains them, so a typo fails before anything runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from retain.errors import UserError
+from retain.training.config import read_yaml, validated
+
+WISE_FT = "wise-ft"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetConfig(_Strict):
+    """The task to fine-tune on."""
+
+    task: str = Field(description="Task spec: a name, FAMILY:PATH or a task .yaml.")
+    train_examples: int | None = Field(None, gt=0, description="Train on the first N training examples.")
+
+
+class ProtectConfig(_Strict):
+    """A capability that must survive fine-tuning."""
+
+    task: str = Field(description="Task spec.")
+    tolerance: float | None = Field(None, ge=0, description="Allowed drop for this task (overrides the budget).")
+
+
+class BudgetConfig(_Strict):
+    """How much each protected task may drop (in its primary metric)."""
+
+    max_drop: float = Field(0.05, ge=0, description="Allowed drop per protected task.")
+    relative: bool = Field(False, description="max_drop is a fraction of the base score, not metric units.")
+
+
+class MethodEntry(_Strict):
+    """One run (or, for wise-ft, one sweep) to compare."""
+
+    method: str = Field(description="Method name: full, lora, multitask, replay, l2sp, ewc, wise-ft, any PEFT name.")
+    name: str | None = Field(None, description="Run name (default: the method name).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Method options.")
+    train: dict[str, Any] = Field(default_factory=dict, description="Training settings for this run only.")
+    of: str | None = Field(None, description="wise-ft: the run to interpolate with the base.")
+    alphas: list[float] | None = Field(None, description="wise-ft: interpolation weights (0 = base, 1 = tuned).")
+
+    @property
+    def run_name(self) -> str:
+        return self.name or self.method
+
+    @model_validator(mode="after")
+    def _wise_ft_fields(self):
+        if self.method == WISE_FT:
+            if not self.of:
+                raise ValueError("wise-ft needs 'of': the name of the run to interpolate")
+            if not self.alphas or any(not 0 <= a <= 1 for a in self.alphas):
+                raise ValueError("wise-ft needs 'alphas', a list of numbers in [0, 1]")
+        elif self.of is not None or self.alphas is not None:
+            raise ValueError("'of' and 'alphas' are for wise-ft only")
+        return self
+
+
+class EvalConfig(_Strict):
+    """How runs are evaluated."""
+
+    split: str = Field("test", description="Split of every task to evaluate on.")
+    limit: int | None = Field(200, gt=0, description="Examples per task (first N of the split).")
+    batch_size: int = Field(32, gt=0, description="Prompts per forward pass.")
+    n_boot: int = Field(1000, gt=0, description="Bootstrap resamples for CIs and paired tests.")
+    seed: int = Field(0, description="Bootstrap seed.")
+    chat: str = Field("auto", description="Chat template mode for decoder-only chat models.")
+    forgotten_examples: int = Field(10, ge=0, description="Forgotten examples kept per run and task.")
+
+
+class StudyConfig(_Strict):
+    """A whole study. See docs/study.md for an annotated example."""
+
+    name: str = Field("study", description="Study name (report title).")
+    model: str = Field(description="Base model: hub id or local folder.")
+    target: TargetConfig
+    protect: list[ProtectConfig] = Field(min_length=1, description="Capabilities to keep.")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    methods: list[MethodEntry] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    train: dict[str, Any] = Field(default_factory=dict, description="Training settings shared by every run.")
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
+    dtype: str = Field("auto", description="Evaluation dtype: auto, float32, bfloat16, float16.")
+    cache_dir: str | None = Field(None, description="Evaluation cache (default ~/.cache/retain/eval).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: Any) -> Any:
+        # `target: toy-summarize` and `protect: [toy-ner, ...]` are accepted as shorthands.
+        if isinstance(data, dict):
+            data = dict(data)
+            if isinstance(data.get("target"), str):
+                data["target"] = {"task": data["target"]}
+            if isinstance(data.get("protect"), list):
+                data["protect"] = [{"task": p} if isinstance(p, str) else p for p in data["protect"]]
+            if isinstance(data.get("methods"), list):
+                data["methods"] = [{"method": m} if isinstance(m, str) else m for m in data["methods"]]
+        return data
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_names(cls, methods: list[MethodEntry]) -> list[MethodEntry]:
+        seen: set[str] = set()
+        for m in methods:
+            if m.run_name in seen:
+                raise ValueError(f"two runs are named {m.run_name!r}; give one a 'name'")
+            seen.add(m.run_name)
+        for m in methods:
+            if m.method == WISE_FT and m.of not in seen - {m.run_name}:
+                raise ValueError(f"wise-ft 'of: {m.of}' names no run of this study")
+            if m.method == WISE_FT and next(x for x in methods if x.run_name == m.of).method == WISE_FT:
+                raise ValueError("wise-ft cannot interpolate another wise-ft run")
+        return methods
+
+    @model_validator(mode="after")
+    def _tasks_distinct(self):
+        names = [self.target.task] + [p.task for p in self.protect]
+        if len(set(names)) != len(names):
+            raise ValueError("the target and the protected tasks must all be different")
+        return self
+
+
+def load_study_config(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Read and validate a study YAML (relative data paths stay relative to the working directory).
+
+    Raises:
+        UserError: one line naming the file and the key.
+    """
+    data = read_yaml(path)
+    data.update(overrides or {})
+    config = validated(StudyConfig, data, str(path))
+    check_methods(config, str(path))
+    return config
+
+
+def check_methods(config: StudyConfig, where: str) -> None:
+    """Validate every method's options and training settings before anything runs."""
+    from retain.methods import make_method
+    from retain.training.config import make_settings
+
+    for i, entry in enumerate(config.methods):
+        key = f"{where}: methods.{i} ({entry.run_name})"
+        if entry.method == WISE_FT:
+            continue
+        try:
+            make_method(entry.method, entry.options)
+            make_settings({**config.train, **entry.train})
+        except UserError as e:
+            raise UserError(f"{key}: {e.message}") from None

@@ -1,0 +1,254 @@
+"""Run a study: evaluate the base, train and evaluate every method, sweep WiSE-FT, write results.
+
+Layout of the output folder::
+
+    OUT/config.yaml            the resolved study config
+    OUT/runs/NAME-sSEED/       one folder per run: the training run (model or adapter, metadata,
+                               log) and `result.json` (its evaluation outputs), written last
+    OUT/base.json              the base model's evaluation outputs
+    OUT/results.json           the whole study (schema: docs/results-schema.md), rewritten after
+                               every finished run
+    OUT/report.md, report.html, plots/
+
+A run whose `result.json` exists with the same key (base fingerprint, method, options, training and
+evaluation settings, task data) is skipped on a rerun; an interrupted training run resumes from its
+last checkpoint; evaluation outputs come from the cache. Rerunning after `kill -9` at any point
+therefore finishes with the same results as an uninterrupted study.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from retain.errors import UserError
+from retain.evaluation.cache import EvalCache
+from retain.evaluation.runner import EvalSettings, TaskResult, evaluate_task, result_from_outputs
+from retain.io import atomic_write_json, atomic_write_text, read_json, sha256_json
+from retain.study import compare, verdict
+from retain.study.config import WISE_FT, MethodEntry, StudyConfig
+from retain.tasks import Task, get_task
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class StudyTask:
+    task: Task
+    role: str  # "target" or "protected"
+    allowed_drop: float | None = None  # protected: budget in metric units (set after the base is scored)
+    tolerance: float | None = None
+
+
+class Study:
+    """One study: its config, output folder and the state built while it runs."""
+
+    def __init__(self, config: StudyConfig, out_dir: str | Path, log: Log = print, progress_factory=None):
+        self.config = config
+        self.out = Path(out_dir)
+        self.log = log
+        self.progress_factory = progress_factory
+        ev = config.eval
+        self.settings = EvalSettings(split=ev.split, limit=ev.limit, batch_size=ev.batch_size, chat=ev.chat,
+                                     n_boot=ev.n_boot, seed=ev.seed)
+        self.cache = EvalCache(config.cache_dir)
+        self.tasks = self._resolve_tasks()
+
+    # --- set-up -------------------------------------------------------------------------------------
+
+    def _resolve_tasks(self) -> dict[str, StudyTask]:
+        """Every task resolved and its data read before anything runs (bad data fails here)."""
+        target = get_task(self.config.target.task)
+        if not target.has_split("train"):
+            raise UserError(f"target task {target.name} has no 'train' split to fine-tune on")
+        tasks = {target.name: StudyTask(target, "target")}
+        for p in self.config.protect:
+            t = get_task(p.task)
+            tasks[t.name] = StudyTask(t, "protected", tolerance=p.tolerance)
+        for st in tasks.values():
+            st.task.examples(self.settings.split, self.settings.limit)
+        target.examples("train", self.config.target.train_examples)
+        return tasks
+
+    @property
+    def target(self) -> StudyTask:
+        return next(st for st in self.tasks.values() if st.role == "target")
+
+    def _eval_identity(self) -> dict:
+        return {"settings": {k: getattr(self.settings, k) for k in ("split", "limit", "chat")},
+                "tasks": {n: st.task.identity(self.settings.split, self.settings.limit) for n, st in self.tasks.items()}}
+
+    # --- evaluation ---------------------------------------------------------------------------------
+
+    def _evaluate(self, lm, label: str) -> dict[str, TaskResult]:
+        results = {}
+        for name, st in self.tasks.items():
+            n = len(st.task.examples(self.settings.split, self.settings.limit))
+            progress = self.progress_factory(f"{label}: {name}", n) if self.progress_factory else None
+            results[name] = evaluate_task(lm, st.task, self.settings, self.cache, progress)
+        return results
+
+    def _rebuild(self, outputs: dict[str, dict]) -> dict[str, TaskResult]:
+        return {name: result_from_outputs(st.task, st.task.examples(self.settings.split, self.settings.limit),
+                                          outputs[name], self.settings)
+                for name, st in self.tasks.items()}
+
+    # --- runs ----------------------------------------------------------------------------------------
+
+    def _run_dir(self, name: str, seed: int) -> Path:
+        return self.out / "runs" / f"{name}-s{seed}"
+
+    def _train_settings(self, entry: MethodEntry, seed: int):
+        from retain.training.config import make_settings
+
+        merged = {"progress": False, **self.config.train, **entry.train, "seed": seed}
+        if self.config.target.train_examples is not None:
+            merged.setdefault("train_examples", self.config.target.train_examples)
+        if self.config.device != "auto":
+            merged.setdefault("device", self.config.device)
+        return make_settings(merged)
+
+    def _saved(self, run_dir: Path, key: str) -> dict | None:
+        path = run_dir / "result.json"
+        if path.is_file():
+            saved = read_json(path)
+            if saved.get("key") == key:
+                return saved
+            self.log(f"  {run_dir.name}: settings changed since the saved result; running again")
+        return None
+
+    def _train_run(self, entry: MethodEntry, seed: int, base_fp: str) -> dict:
+        from retain.methods import make_method
+        from retain.models.loading import LazyModel
+        from retain.training import train
+
+        method = make_method(entry.method, entry.options)
+        settings = self._train_settings(entry, seed)
+        run_dir = self._run_dir(entry.run_name, seed)
+        key = sha256_json({"base": base_fp, "method": method.describe(), "settings": settings.model_dump(mode="json"),
+                           "target": self.target.task.identity("train", self.config.target.train_examples),
+                           "eval": self._eval_identity()})
+        saved = self._saved(run_dir, key)
+        if saved is not None:
+            self.log(f"  {entry.run_name} (seed {seed}): already done, reusing {run_dir}")
+            return saved
+        self.log(f"  {entry.run_name} (seed {seed}): training {method.name} ...")
+        t0 = time.perf_counter()
+        tr = train(self.config.model, self.target.task, method, settings, run_dir / "train")
+        lm = LazyModel(tr.model_path, adapter=tr.adapter_path, device=self.config.device, dtype=self.config.dtype)
+        results = self._evaluate(lm, entry.run_name)
+        meta = tr.metadata
+        cost = {"wall_seconds": round(time.perf_counter() - t0, 3), "train_seconds": meta.get("train_seconds"),
+                "tokens_per_second": meta.get("tokens_per_second"),
+                "trainable_parameters": meta["parameters"]["trainable"],
+                "total_parameters": meta["parameters"]["total"],
+                "peak_memory_mb": round(meta["peak_memory"]["bytes"] / 2**20, 1),
+                "peak_memory_kind": meta["peak_memory"]["kind"],
+                "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
+        record = {"key": key, "name": entry.run_name, "method": method.name, "options": method.options(),
+                  "seed": seed, "parent": None, "alpha": None, "model": {"fingerprint": lm.fingerprint},
+                  "train_dir": str((run_dir / "train").resolve()), "base_weights_unchanged":
+                  meta.get("base_weights_unchanged"), "cost": cost,
+                  "outputs": {n: r.outputs() for n, r in results.items()}}
+        atomic_write_json(run_dir / "result.json", record, indent=None)
+        self.log(f"  {entry.run_name} (seed {seed}): done in {cost['wall_seconds']:.1f}s")
+        return record
+
+    def _wise_ft_runs(self, entry: MethodEntry, seed: int, parent: dict, base_fp: str) -> list[dict]:
+        from retain.methods.wise_ft import interpolated_model
+        from retain.models.loading import wrap_model
+        from retain.training import load_trained
+
+        records = []
+        loaded = None
+        for alpha in entry.alphas:
+            name = f"{parent['name']}+{entry.run_name}-{alpha:g}"
+            run_dir = self._run_dir(name, seed)
+            key = sha256_json({"parent": parent["key"], "alpha": alpha, "eval": self._eval_identity()})
+            saved = self._saved(run_dir, key)
+            if saved is not None:
+                records.append(saved)
+                continue
+            t0 = time.perf_counter()
+            if loaded is None:
+                loaded = load_trained(parent["train_dir"])
+            model, tokenizer = interpolated_model(self.config.model, loaded, alpha)
+            lm = wrap_model(model, tokenizer, name=name)
+            results = self._evaluate(lm, name)
+            cost = {**parent["cost"], "wall_seconds": round(time.perf_counter() - t0, 3), "train_seconds": 0.0,
+                    "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
+            record = {"key": key, "name": name, "method": WISE_FT, "options": {"alpha": alpha}, "seed": seed,
+                      "parent": parent["name"], "alpha": alpha, "model": {"fingerprint": lm.fingerprint},
+                      "cost": cost, "outputs": {n: r.outputs() for n, r in results.items()}}
+            atomic_write_json(run_dir / "result.json", record, indent=None)
+            self.log(f"  {name}: evaluated in {cost['wall_seconds']:.1f}s")
+            records.append(record)
+        return records
+
+    # --- the whole study ------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        """Run (or resume) the study; returns the results document (also written to results.json)."""
+        from retain.models.loading import LazyModel
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        base_lm = LazyModel(self.config.model, device=self.config.device, dtype=self.config.dtype)
+        self.log(f"base model {self.config.model} ({base_lm.fingerprint}): evaluating {len(self.tasks)} tasks")
+        base = self._evaluate(base_lm, "base")
+        atomic_write_json(self.out / "base.json", {"fingerprint": base_lm.fingerprint,
+                                                   "outputs": {n: r.outputs() for n, r in base.items()}}, indent=None)
+        skills = {n: compare.skill(base[n], self.settings.n_boot, self.settings.seed)
+                  for n, st in self.tasks.items() if st.role == "protected"}
+        for n, s in skills.items():
+            if not s["has_skill"]:
+                self.log(f"  warning: {n}: {s['note']}")
+        records: list[dict] = []
+        failed: list[dict] = []
+        del base_lm  # free the base weights before training
+        for seed in self.config.seeds:
+            by_name: dict[str, dict] = {}
+            for entry in self.config.methods:
+                if entry.method == WISE_FT:
+                    continue
+                try:
+                    by_name[entry.run_name] = self._train_run(entry, seed, base_fp=self._base_fp())
+                    records.append(by_name[entry.run_name])
+                except UserError as e:  # e.g. a NaN loss: report it, keep the other runs
+                    self.log(f"  {entry.run_name} (seed {seed}): FAILED: {e}")
+                    failed.append({"name": entry.run_name, "method": entry.method, "seed": seed,
+                                   "status": "failed", "error": str(e)})
+                self._write(base, skills, records, failed, created, finished=False)
+            for entry in self.config.methods:
+                if entry.method == WISE_FT and entry.of in by_name:
+                    records += self._wise_ft_runs(entry, seed, by_name[entry.of], self._base_fp())
+                    self._write(base, skills, records, failed, created, finished=False)
+        return self._write(base, skills, records, failed, created, finished=True)
+
+    def _base_fp(self) -> str:
+        return read_json(self.out / "base.json")["fingerprint"]
+
+    def _write(self, base, skills, records, failed, created, finished: bool) -> dict:
+        from retain.study.results import assemble
+
+        doc = assemble(self, base, skills, records, failed, created, finished)
+        atomic_write_json(self.out / "results.json", doc)
+        return doc
+
+
+def run_study(config: StudyConfig, out_dir: str | Path, log: Log = print, progress_factory=None,
+              report: bool = True) -> dict:
+    """Run or resume a study and (by default) render its report; returns the results document."""
+    doc = Study(config, out_dir, log, progress_factory).run()
+    if report:
+        from retain.report import render_report
+
+        render_report(doc, out_dir)
+    return doc
+
