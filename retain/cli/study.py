@@ -112,3 +112,24 @@ def report_command(
         raise UserError("not a retain study results file (schema retain.study/1)", results)
     written = render_report(doc, out or results.parent)
     Console().print(f"wrote {', '.join(str(p) for p in written.values())}")
+
+
+@app.command("demo")
+def demo_command(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output folder."),
+    rebuild_base: bool = typer.Option(False, help="Build the demo base model again."),
+) -> None:
+    """Run the whole study on a built-in tiny model and the toy tasks (CPU, minutes)."""
+    import time
+
+    quiet_libraries()
+    from retain.demo.base import build_base
+    from retain.demo.study import demo_config
+
+    console = Console()
+    t0 = time.perf_counter()
+    model_dir = build_base(rebuild=rebuild_base, log=console.print)
+    t1 = time.perf_counter()
+    doc = run_with_progress(demo_config(model_dir), out, console)
+    print_summary(doc, out, console)
+    console.print(f"study took {time.perf_counter() - t1:.0f}s (base model: {t1 - t0:.0f}s)")

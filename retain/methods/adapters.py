@@ -50,12 +50,30 @@ def build_peft_config(peft_type: str, options: Mapping[str, Any], task_type: str
     unknown = sorted(set(options) - known)
     if unknown:
         raise UserError(f"method {peft_type.lower()}: unknown option {unknown[0]!r} for {cls.__name__}")
-    kwargs = dict(options)
+    kwargs = {k: _typed(cls, k, v, peft_type) for k, v in options.items()}
     kwargs.setdefault("task_type", task_type)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise UserError(f"method {peft_type.lower()}: {one_line(e)}") from None
+
+
+def _typed(cls, name: str, value, peft_type: str):
+    """Check (and coerce) one option against the PEFT dataclass field's type; PEFT itself does not."""
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        hint = typing.get_type_hints(cls)[name]
+        adapter = TypeAdapter(hint)
+    except Exception:  # a type pydantic cannot check: leave it to PEFT
+        return value
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as e:
+        msg = e.errors()[0]["msg"] if e.errors() else str(e)
+        raise UserError(f"method {peft_type.lower()}: {name}: {msg} (got {value!r})") from None
 
 
 def task_type_for(ctx: TrainContext) -> str:

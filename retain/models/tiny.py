@@ -67,7 +67,12 @@ def tiny_t5(tokenizer, d_model: int = 64, layers: int = 2, heads: int = 4, d_ff:
         decoder_start_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
-    return T5ForConditionalGeneration(config).eval()
+    model = T5ForConditionalGeneration(config)
+    # T5 initialises an untied output layer with std 1.0, which gives initial logits of size ~sqrt(d_model)
+    # and a starting loss far above ln(vocab); std d_model**-0.5 starts training near ln(vocab).
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0.0, d_model**-0.5)
+    return model.eval()
 
 
 def tiny_llama(tokenizer, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2,

@@ -23,6 +23,7 @@ main{max-width:1160px;margin:0 auto;padding:28px 36px 40px;background:#fff;min-h
 h1{font-size:24px;margin:0 0 6px;letter-spacing:-.01em}
 h2{font-size:18px;margin:34px 0 10px;padding-bottom:5px;border-bottom:1px solid var(--line)}
 h3{font-size:15px;margin:24px 0 8px}
+h3 code{font-size:14px}
 p{margin:6px 0}
 .meta{color:var(--muted);margin:0;font-size:13px}
 .note{color:var(--muted);font-size:13px;max-width:860px}
@@ -48,7 +49,10 @@ tbody th{font-weight:600;white-space:nowrap}
 .cell.over{box-shadow:inset 0 0 0 2px var(--red)}
 .cell.muted{color:#80868b;font-style:italic}
 .x{color:var(--red);font-weight:700}
+.cell .x{color:inherit}
 .star{color:#b9770e}
+.pill{font-size:10.5px;font-weight:700;border-radius:9px;padding:1px 7px;margin-left:4px;color:#fff;background:var(--green);vertical-align:1px}
+.pill.closest{background:var(--amber)}
 .ok-text{color:var(--green);font-weight:600}
 .bad-text{color:var(--red);font-weight:600}
 tr.failed td{color:var(--red);text-align:left;font-size:13px}
@@ -62,7 +66,8 @@ summary{cursor:pointer;color:var(--muted);font-size:13px}
 .example{border:1px solid var(--line);border-radius:8px;padding:12px 14px;margin:12px 0;background:#fcfcfd}
 .example .head{font-size:12px;color:var(--muted);margin-bottom:6px}
 .example pre{white-space:pre-wrap;word-break:break-word;margin:0;padding:8px 10px;border-radius:5px;background:var(--soft);border:1px solid var(--line)}
-.example .lbl{font-size:11px;font-weight:700;text-transform:uppercase;letter-spacing:.05em;color:var(--muted);margin:8px 0 3px}
+.example .lbl{font-size:12px;font-weight:600;color:var(--muted);margin:8px 0 3px}
+.example .lbl code{color:var(--ink)}
 .answers{display:grid;grid-template-columns:repeat(auto-fit,minmax(230px,1fr));gap:10px;margin-top:8px}
 .answers .base pre{background:#eef8f1;border-color:#b7dfc4}
 .answers .run pre{background:#fdeeee;border-color:#f1c0bb}
@@ -184,6 +189,8 @@ def _matrix(data: ReportData) -> list[str]:
     for r in data.runs:
         name = f"<code>{esc(r['name'])}</code>" + (' <span class="star" title="Pareto front">\u2605</span>'
                                                   if r["name"] in data.pareto else "")
+        if r["name"] == data.verdict.run:
+            name += f' <span class="pill {esc(data.verdict.kind)}">{"recommended" if data.verdict.kind == "ok" else "closest"}</span>'
         if r.get("status") != "done":
             err = " ".join(str(r.get("error") or "no error message").split())
             err = err if len(err) <= 140 else err[:139] + "\u2026"
@@ -214,21 +221,22 @@ def _forgotten(data: ReportData) -> list[str]:
     out = ['<section id="forgotten"><h2>Forgotten examples</h2>', f'<p class="note">{esc(sec.FORGOTTEN_NOTE)}</p>']
     if not data.protected:
         return out + ["<p>No protected tasks.</p></section>"]
+    counts = sec.count_rows(data)
+    if counts:
+        head = ["run"] + [f"<code>{esc(sec.count_head(data, t))}</code><span class=\"sub\">forgotten / learned</span>"
+                          for t in data.protected]
+        out += _table(head, [f"<tr><th><code>{esc(r)}</code></th>" + "".join(f"<td>{esc(x)}</td>" for x in c)
+                             + "</tr>" for r, c in counts], "counts")
     for task in data.protected:
         out.append(f"<h3><code>{esc(task.name)}</code>" + (' <span class="sub">base at chance: forgetting '
                                                          'here means nothing</span>' if task.no_skill else "") + "</h3>")
-        counts = sec.count_rows(data, task)
-        if counts:
-            out += _table(["run", "forgotten", "learned", "n"],
-                          [f"<tr><th><code>{esc(r)}</code></th>" + "".join(f"<td>{esc(x)}</td>" for x in c) + "</tr>"
-                           for r, c in counts], "counts")
         examples = sec.pick_examples(data, task)
         if not examples:
             out.append("<p>No forgotten examples recorded.</p>")
         for ex in examples:
             answers = [f'<div class="base"><div class="lbl">base \u00b7 score {fmt_value(ex.base_score)}</div>'
                        f"<pre>{esc(ex.base_prediction)}</pre></div>"]
-            answers += [f'<div class="run" data-run="{esc(name)}"><div class="lbl">{esc(name)} \u00b7 score '
+            answers += [f'<div class="run" data-run="{esc(name)}"><div class="lbl"><code>{esc(name)}</code> \u00b7 score '
                         f"{fmt_value(s)}</div><pre>{esc(pred)}</pre></div>" for name, pred, s in ex.runs]
             out += [f'<article class="example" data-id="{esc(ex.id)}">',
                     f'<div class="head">example <code>{esc(ex.id)}</code></div>',

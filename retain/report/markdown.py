@@ -121,7 +121,9 @@ def _matrix(data: ReportData) -> list[str]:
             rows.append([code(r["name"]), "failed (see below)"] + [""] * (len(head) - 2))
             continue
         n_over = len(violations(r))
-        rows.append([code(r["name"]) + (" \u2605" if r["name"] in data.pareto else "")]
+        tag = {"ok": " (recommended)", "closest": " (closest)"}.get(data.verdict.kind, "")
+        rows.append([code(r["name"]) + (" \u2605" if r["name"] in data.pareto else "")
+                     + (tag if r["name"] == data.verdict.run else "")]
                     + [_cell(r, t.name, t.no_skill) for t in data.tasks]
                     + [fmt_delta(r.get("mean_protected_change")),
                        "within" if r.get("within_budget") else f"\u2717 {n_over} over" if n_over else "over"])
@@ -132,11 +134,13 @@ def _forgotten(data: ReportData) -> list[str]:
     out = ["## Forgotten examples", "", text(sec.FORGOTTEN_NOTE), ""]
     if not data.protected:
         return out + ["No protected tasks.", ""]
+    counts = sec.count_rows(data)
+    if counts:
+        head = ["run"] + [code(sec.count_head(data, t)) for t in data.protected]
+        out += _table(head, [[code(r), *c] for r, c in counts])
     for task in data.protected:
-        out += [f"### {code(task.name)}" + (" (base at chance)" if task.no_skill else ""), ""]
-        counts = sec.count_rows(data, task)
-        if counts:
-            out += _table(["run", "forgotten", "learned", "n"], [[code(r), *c] for r, c in counts])
+        out += [f"### {code(task.name)}" + (" (base at chance: forgetting here means nothing)"
+                                            if task.no_skill else ""), ""]
         examples = sec.pick_examples(data, task)
         if not examples:
             out += ["No forgotten examples recorded.", ""]

@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass
 
 import matplotlib
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.colors import FuncNorm, LinearSegmentedColormap, to_hex, to_rgb
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 
 from retain.report.summary import (ReportData, TaskInfo, change, fmt_delta, fmt_value, is_wise, score,
                                    violations)
@@ -76,9 +77,15 @@ def run_colours(data: ReportData) -> dict[str, str]:
             colours[r["name"]] = PALETTE[i % len(PALETTE)]
             i += 1
     for r in data.done_runs:
-        if is_wise(r):
-            colours[r["name"]] = colours.get(r["parent"], PALETTE[i % len(PALETTE)])
+        if is_wise(r):  # lighter for smaller alpha: closer to the base
+            parent = colours.get(r["parent"], PALETTE[i % len(PALETTE)])
+            colours[r["name"]] = _lighten(parent, 0.65 * (1 - min(1.0, max(0.0, float(r["alpha"])))))
     return colours
+
+
+def _lighten(colour: str, amount: float) -> str:
+    rgb = to_rgb(colour)
+    return to_hex([c + (1 - c) * amount for c in rgb])
 
 
 def _png(fig: Figure) -> bytes:
@@ -98,13 +105,16 @@ def heatmap_png(data: ReportData) -> bytes | None:
     ax = fig.add_subplot()
     grid = [[(c or {}).get("delta") for c in (change(r, t.name) for t in tasks)] for r in runs]
     masked = [[float("nan") if v is None else v for v in row] for row in grid]
-    im = ax.imshow(masked, cmap=DIVERGING, vmin=-scale, vmax=scale, aspect="auto")
+    # |delta| ** 0.6 like the HTML cells: small changes stay visible without large ones saturating
+    norm = FuncNorm((_spread, _unspread), vmin=-scale, vmax=scale)
+    im = ax.imshow(masked, cmap=DIVERGING, norm=norm, aspect="auto")
     for i, run in enumerate(runs):
         over = violations(run)
         for j, task in enumerate(tasks):
             c = change(run, task.name) or {}
             star = "*" if c.get("significant") else ""
-            colour = GREY if task.no_skill else INK
+            strong = c.get("delta") is not None and abs(c["delta"]) / scale > 0.6
+            colour = GREY if task.no_skill else "white" if strong else INK
             ax.text(j, i, fmt_delta(c.get("delta")) + star, ha="center", va="center", fontsize=8.5,
                     color=colour, fontweight="bold" if star else "normal")
             if task.name in over:
@@ -120,6 +130,14 @@ def heatmap_png(data: ReportData) -> bytes | None:
     bar.outline.set_visible(False)
     ax.set_xlabel("* 95% CI excludes 0    red frame: over the forgetting budget", fontsize=8, color="#555")
     return _png(fig)
+
+
+def _spread(x):
+    return np.sign(x) * np.abs(x) ** 0.6
+
+
+def _unspread(y):
+    return np.sign(y) * np.abs(y) ** (1 / 0.6)
 
 
 def _task_label(task: TaskInfo) -> str:
@@ -156,13 +174,20 @@ def tradeoff_png(data: ReportData) -> bytes | None:
         wise_label = None
     ax.plot([0], [0], "D", color=INK, ms=6, zorder=4)
     ax.annotate("base", (0, 0), xytext=(6, -11), textcoords="offset points", fontsize=8, color=INK)
+    lo, hi = min(0.0, *(x for x, _ in points.values())), max(0.0, *(x for x, _ in points.values()))
     for name, (x, y) in points.items():
         run = data.run(name)
         on_front = name in data.pareto
         ax.plot([x], [y], "o", ms=8 if on_front else 6.5, color=colours[name], zorder=5,
                 mec=INK if on_front else "white", mew=1.4 if on_front else 0.8)
         label = f"\u03b1={run['alpha']:g}" if is_wise(run) else name
-        ax.annotate(label, (x, y), xytext=(7, 4), textcoords="offset points", fontsize=8,
+        if name == data.verdict.run:
+            ax.plot([x], [y], "o", ms=15, mfc="none", mec=GREEN if data.verdict.kind == "ok" else "#b9770e",
+                    mew=1.6, zorder=6)
+            label += " (recommended)" if data.verdict.kind == "ok" else " (closest)"
+        left = x > lo + 0.9 * (hi - lo)  # labels near the right edge go left of the point, inside the axes
+        ax.annotate(label, (x, y), xytext=(-8 if left else 7, 5), textcoords="offset points", fontsize=8,
+                    ha="right" if left else "left",
                     color=INK if not is_wise(run) else "#444", fontweight="bold" if on_front else "normal")
     ax.margins(x=0.12, y=0.12)
     target = data.target_task
@@ -211,6 +236,10 @@ def task_png(data: ReportData, task: TaskInfo) -> bytes:
     ax.set_title(f"{task.name} \u2014 {task.primary} ({role})", loc="left")
     ax.grid(True, axis="y", color="#eee", lw=0.6)
     ax.set_axisbelow(True)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right", fontsize=8, frameon=True, framealpha=0.9, edgecolor="#ddd")
+    handles, labels = ax.get_legend_handles_labels()
+    if any(task.name in violations(r) for r in runs):
+        handles.append(Patch(facecolor="white", hatch="///", edgecolor=RED, lw=1.4))
+        labels.append("over budget")
+    if handles:
+        ax.legend(handles, labels, loc="lower right", fontsize=8, frameon=True, framealpha=0.9, edgecolor="#ddd")
     return _png(fig)

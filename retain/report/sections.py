@@ -21,7 +21,8 @@ TRADEOFF_NOTE = ("Each point is a run: right is less forgetting, up is more targ
                  "joined from the base (\u03b1=0) to the parent (\u03b1=1).")
 TASKS_NOTE = "Primary metric per run with 95% CI; the dashed line is the base model (shaded: its CI)."
 FORGOTTEN_NOTE = ("Examples the base model got right and a run got wrong (base score \u2265 0.5, run lower by "
-                  "\u2265 0.5), worst first.")
+                  "\u2265 0.5), worst first. The table counts them per run as forgotten / learned (learned: the "
+                  "other way round).")
 COST_HEAD = ("run", "method", "wall time", "train time", "tokens/s", "trainable", "total params",
              "trainable %", "peak memory")
 MAX_EXAMPLES = 4
@@ -65,14 +66,27 @@ def cost_rows(data: ReportData) -> list[list[str]]:
     return rows
 
 
-def count_rows(data: ReportData, task: TaskInfo) -> list[tuple[str, list[str]]]:
-    """(run, [forgotten, learned, n]) for runs that report counts on this task."""
+def count_rows(data: ReportData) -> list[tuple[str, list[str]]]:
+    """(run, ["forgotten / learned" per protected task]) for runs that report any counts."""
     rows = []
     for r in data.done_runs:
-        c = (r.get("forgotten_counts") or {}).get(task.name)
-        if isinstance(c, dict):
-            rows.append((r["name"], [str(c.get(k, DASH)) for k in ("forgotten", "learned", "n")]))
+        counts = r.get("forgotten_counts") or {}
+        if not any(isinstance(counts.get(t.name), dict) for t in data.protected):
+            continue
+        cells = []
+        for t in data.protected:
+            c = counts.get(t.name)
+            cells.append(f"{c.get('forgotten', DASH)} / {c.get('learned', DASH)}" if isinstance(c, dict) else DASH)
+        rows.append((r["name"], cells))
     return rows
+
+
+def count_head(data: ReportData, task: TaskInfo) -> str:
+    """Column title for the counts table: the task and how many examples were compared."""
+    ns = {c["n"] for r in data.done_runs if isinstance(c := (r.get("forgotten_counts") or {}).get(task.name), dict)
+          and c.get("n") is not None}
+    n = ns.pop() if len(ns) == 1 else task.n
+    return f"{task.name}" + (f" (n={n})" if n is not None else "")
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from retain.errors import UserError
 from retain.io import read_json
@@ -311,7 +310,3 @@ def _worst(run: dict) -> str:
         return "no violation recorded"
     v = vs[0]
     return f"{v['task']} {fmt_delta(v.get('delta'))} vs allowed {fmt_delta(v.get('allowed'))}"
-
-
-def as_dict(obj: Any) -> dict:
-    return obj if isinstance(obj, dict) else {}

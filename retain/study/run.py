@@ -160,12 +160,9 @@ class Study:
         return record
 
     def _wise_ft_runs(self, entry: MethodEntry, seed: int, parent: dict, base_fp: str) -> list[dict]:
-        from retain.methods.wise_ft import interpolated_model
-        from retain.models.loading import wrap_model
-        from retain.training import load_trained
+        from retain.methods.wise_ft import wise_ft_model
 
         records = []
-        loaded = None
         for alpha in entry.alphas:
             name = f"{parent['name']}+{entry.run_name}-{alpha:g}"
             run_dir = self._run_dir(name, seed)
@@ -175,10 +172,7 @@ class Study:
                 records.append(saved)
                 continue
             t0 = time.perf_counter()
-            if loaded is None:
-                loaded = load_trained(parent["train_dir"])
-            model, tokenizer = interpolated_model(self.config.model, loaded, alpha)
-            lm = wrap_model(model, tokenizer, name=name)
+            lm = wise_ft_model(parent["train_dir"], alpha, device=self.config.device)
             results = self._evaluate(lm, name)
             cost = {**parent["cost"], "wall_seconds": round(time.perf_counter() - t0, 3), "train_seconds": 0.0,
                     "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}

@@ -107,8 +107,10 @@ def describe_validation_error(e: ValidationError, cls=None) -> str:
     """One line per pydantic error, joined with `; ` (unknown options list the known ones)."""
     parts = []
     for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "value"
-        if err["type"] == "extra_forbidden":
+        loc = ".".join(str(x) for x in err["loc"])
+        if not loc:  # a check across fields: its message says it all
+            parts.append(err["msg"].removeprefix("Value error, "))
+        elif err["type"] == "extra_forbidden":
             known = ", ".join(_field_names(cls)) if cls is not None else ""
             parts.append(f"unknown option {loc!r}" + (f" (options: {known})" if known else ""))
         else:

@@ -10,8 +10,10 @@ The loss is computed on the completion only:
 - seq2seq: `input_ids = prompt` (as the tokenizer encodes it, EOS included for T5), `labels =
   target + EOS`; the collator builds `decoder_input_ids` by shifting the labels right.
 
-Batches are padded to their longest member only (dynamic padding), never to a fixed maximum; the
-Trainer's length-grouped sampler puts examples of similar length together, so little is padding.
+Batches are padded to their longest member only (dynamic padding), never to a fixed maximum, and a
+length-grouped sampler puts examples of similar length together, so little is padding. The sampler's
+order depends only on (seed, epoch), so a run resumed from a checkpoint sees the same batches as an
+uninterrupted one (transformers' own `LengthGroupedSampler` draws from the global RNG and does not).
 """
 
 from __future__ import annotations
@@ -169,3 +171,34 @@ class EncodedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, list[int]]:
         return self.items[i]
+
+
+class SeededLengthGroupedSampler(torch.utils.data.Sampler):
+    """Length-grouped order (shuffled mega-batches sorted by length) drawn from (seed, epoch).
+
+    Same grouping as transformers' `LengthGroupedSampler`; the Trainer calls `set_epoch` at the
+    start of every epoch, including the epoch a resumed run restarts in.
+
+    Args:
+        lengths: tokens per example.
+        batch_size: examples per optimizer step (micro-batch size times accumulation steps).
+        seed: the data seed.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))

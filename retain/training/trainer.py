@@ -8,7 +8,8 @@ What the subclass adds, and nothing else:
 - a method's penalty (L2-SP, EWC, ...) is added once per optimizer step;
 - a NaN or infinite loss raises `NonFiniteLoss` naming the step, before that step's update, so the
   weights in memory and the last checkpoint stay good;
-- it counts real (non-padding) tokens for tokens/s.
+- it counts real (non-padding) tokens for tokens/s;
+- length-grouped batches come from `SeededLengthGroupedSampler`, whose order survives a resume.
 
 Plain `Trainer` is used for seq2seq models too: `Seq2SeqTrainer` only adds generation during
 evaluation, and retain evaluates with its own engine.
@@ -26,7 +27,7 @@ from transformers import Trainer, TrainingArguments
 
 from retain.training.callbacks import NonFiniteLoss
 from retain.training.config import TrainSettings
-from retain.training.data import IGNORE, real_tokens
+from retain.training.data import IGNORE, SeededLengthGroupedSampler, real_tokens
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -72,7 +73,18 @@ class RetainTrainer(Trainer):
     def __init__(self, *args, shift_labels: bool, penalty=None, **kwargs):
         super().__init__(*args, compute_loss_func=partial(token_loss, shift=shift_labels), **kwargs)
         self.penalty = penalty
+        self._seq2seq = not shift_labels
         self.real_tokens = 0  # non-padding tokens seen in training by this process (this invocation)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or not hasattr(dataset, "__len__"):
+            return super()._get_train_sampler(train_dataset)
+        # Seq2seq examples cost encoder plus decoder tokens; decoder-only labels mirror the inputs.
+        lengths = [len(x["input_ids"]) + (len(x["labels"]) if self._seq2seq else 0) for x in dataset]
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return SeededLengthGroupedSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                          seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         training = model.training
