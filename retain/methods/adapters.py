@@ -82,10 +82,15 @@ def task_type_for(ctx: TrainContext) -> str:
 
 def apply_peft(model: torch.nn.Module, peft_config) -> torch.nn.Module:
     """Wrap `model` with a fresh adapter; only the adapter's parameters train."""
+    import warnings
+
     from peft import get_peft_model
 
     try:
-        return get_peft_model(model, peft_config)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated `is_gradient_checkpointing`; nothing for users to fix.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(model, peft_config)
     except (ValueError, TypeError, KeyError, RuntimeError) as e:
         raise UserError(f"cannot apply {peft_config.peft_type} to this model: {one_line(e)}") from None
 

@@ -150,12 +150,13 @@ def save_wise_ft(run, alphas: Sequence[float], out_root: str | Path | None = Non
     """
     from safetensors.torch import save_file
 
+    alphas = [_check_alpha(a) for a in alphas]
     out_dir, meta = _run(run)
     root = Path(out_root) if out_root is not None else out_dir / "wise-ft"
     refs: dict[float, ModelRef] = {}
     lora = bool(meta.get("adapter_path")) and _is_plain_lora(out_dir)
     cached = None
-    for alpha in map(_check_alpha, alphas):
+    for alpha in alphas:
         dest = root / f"alpha-{alpha:g}"
         tmp = dest.with_name(dest.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)

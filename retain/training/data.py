@@ -160,6 +160,14 @@ def real_tokens(batch: dict[str, torch.Tensor]) -> int:
     return n
 
 
+def padded_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Token positions computed in a batch, padding included (same parts as `real_tokens`)."""
+    n = batch["input_ids"].numel()
+    if "decoder_input_ids" in batch:
+        n += batch["decoder_input_ids"].numel()
+    return n
+
+
 class EncodedDataset(torch.utils.data.Dataset):
     """A list of encoded samples (the Trainer's length-grouped sampler reads `input_ids` lengths)."""
 

@@ -124,15 +124,15 @@ def _split(task, settings: TrainSettings):
     return train, pool[len(pool) - n_eval:], ("train slice" if n_eval else None)
 
 
-def train(model: str, target, method: MethodConfig | str = "full", settings: TrainSettings | None = None,
-          out_dir: str | Path = "run", resume: bool = True, callbacks: list | None = None) -> TrainResult:
+def train(model: str, target, method: MethodConfig | str, settings: TrainSettings | None, out_dir: str | Path,
+          resume: bool = True, callbacks: list | None = None) -> TrainResult:
     """Fine-tune `model` on `target` with `method`; resumable, and a no-op on a finished run.
 
     Args:
         model: base model, hub id or local folder.
         target: the target task (spec such as `toy-ner` or `summarization:PATH`, or a `Task`).
         method: a method config (`make_method("lora", {"r": 8})`) or a method name with defaults.
-        settings: training settings (default `TrainSettings()`).
+        settings: training settings (None: `TrainSettings()` defaults).
         out_dir: the run directory (see the module docstring for its layout).
         resume: continue from the last complete checkpoint in `out_dir` if there is one; False
             deletes checkpoints and log of an unfinished run first.
@@ -260,6 +260,7 @@ def train(model: str, target, method: MethodConfig | str = "full", settings: Tra
         "learning_rate": args.learning_rate,
         "effective_batch_size": settings.batch_size * settings.grad_accum,
         "real_tokens": trainer.real_tokens,
+        "padding_fraction": 1 - trainer.real_tokens / trainer.padded_tokens if trainer.padded_tokens else None,
         "train_seconds": round(train_seconds, 3),
         "tokens_per_second": trainer.real_tokens / train_seconds if train_seconds > 0 else None,
         "wall_seconds": round(time.perf_counter() - started, 3),

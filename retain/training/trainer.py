@@ -27,7 +27,7 @@ from transformers import Trainer, TrainingArguments
 
 from retain.training.callbacks import NonFiniteLoss
 from retain.training.config import TrainSettings
-from retain.training.data import IGNORE, SeededLengthGroupedSampler, real_tokens
+from retain.training.data import IGNORE, SeededLengthGroupedSampler, padded_tokens, real_tokens
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -75,6 +75,7 @@ class RetainTrainer(Trainer):
         self.penalty = penalty
         self._seq2seq = not shift_labels
         self.real_tokens = 0  # non-padding tokens seen in training by this process (this invocation)
+        self.padded_tokens = 0  # the same with padding: what the model actually computed on
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -90,6 +91,7 @@ class RetainTrainer(Trainer):
         training = model.training
         if training:
             self.real_tokens += real_tokens(inputs)
+            self.padded_tokens += padded_tokens(inputs)
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                              num_items_in_batch=num_items_in_batch)
         if training and self.penalty is not None:

@@ -129,3 +129,39 @@ def test_validation_is_held_out_of_train_when_there_is_no_validation_split(model
               fast(max_steps=2, train_examples=20, eval_examples=5), tmp_path / "run")
     d = r.metadata["data"]
     assert d["validation_from"] == "train slice" and d["validation_examples"] == 5 and d["train_samples"] == 20
+
+
+_KILLED_CHILD = """
+import os, signal, sys
+from transformers import TrainerCallback
+from retain.training import train
+from tests.training.helpers import fast
+
+class Kill9(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == 4:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+train(sys.argv[1], "toy-ner", "full", fast(max_steps=6, save_steps=2), sys.argv[2], callbacks=[Kill9()])
+"""
+
+
+def test_resume_after_a_real_kill_9(model_dirs, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    child = subprocess.run([sys.executable, "-c", _KILLED_CHILD, str(model_dirs["t5"]), str(out)], env=env,
+                           cwd=root, capture_output=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    assert last_complete_checkpoint(out / "checkpoints").name == "checkpoint-4"
+    assert not (out / "metadata.json").exists()
+    whole = train(str(model_dirs["t5"]), "toy-ner", "full", fast(max_steps=6, save_steps=2), tmp_path / "whole")
+    resumed = train(str(model_dirs["t5"]), "toy-ner", "full", fast(max_steps=6, save_steps=2), out)
+    assert resumed.metadata["resumed_from_step"] == 4
+    assert logged(out) == pytest.approx(logged(whole.out_dir), rel=1e-5)

@@ -1,0 +1,252 @@
+"""Training speed and memory: retain's loop vs a tutorial-style padded `Trainer`, and LoRA vs full.
+
+What is measured, on a flan-t5-small-shaped T5 (the real config and tokenizer from
+`../shared/models/flan-t5-small-tokenizer`, random weights, full size) and the same DialogSum
+training examples (`summarization:../shared/data/summarization/train.jsonl`):
+
+1. Speed: real (non-padding) tokens per second of training, for
+   - `tutorial`: a plain `transformers.Trainer` script that pads every example to the maximum length
+     (inputs to 512, labels to 128, pad labels -100), as the Hugging Face summarization tutorials do;
+   - `retain-full`: `retain.training.train` with method `full` (dynamic padding, length-grouped batches).
+   Same examples, batch size, optimizer steps, learning rate and precision. Real tokens are counted
+   the same way for both (encoder tokens with attention mask 1 plus decoder label tokens != -100),
+   inside `compute_loss`, over the wall time of `trainer.train()`.
+2. Memory: `retain-full` vs `retain-lora` (r=8 on q,v), same batches.
+   - GPU: `torch.cuda.max_memory_allocated` (peak of all tensors: weights, grads, optimizer, activations).
+   - CPU: process RSS, sampled every 5 ms by a thread from `on_train_begin` to `on_train_end`. We report
+     the peak RSS during training (`peak_total`) and its increase over the RSS just before training
+     (`peak_delta`: gradients, optimizer state and activations; the weights, the data and the Python /
+     torch runtime are already resident). Each configuration runs in its own subprocess so that
+     allocator caches and the lifetime `ru_maxrss` of one run never leak into another. tracemalloc is
+     not used: it does not see torch's C++ allocations.
+
+Run: `.venv/bin/python bench/train_speed.py` (writes `bench/results/train_speed.json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+FLAN = SHARED / "models" / "flan-t5-small-tokenizer"
+DATA = SHARED / "data" / "summarization" / "train.jsonl"
+TASK = f"summarization:{DATA}"
+OUT = ROOT / "bench" / "results" / "train_speed.json"
+MAX_SOURCE, MAX_TARGET = 512, 128  # the tutorial's max lengths, and retain's (its defaults)
+
+
+# --- measurement helpers (run inside each child) -------------------------------------------------
+
+class RssSampler:
+    """Peak RSS of this process while `active`, sampled every 5 ms by a daemon thread."""
+
+    def __init__(self):
+        import psutil
+
+        self.proc = psutil.Process()
+        self.active = False
+        self.baseline = 0
+        self.peak = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            if self.active:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def start(self):
+        self.baseline = self.proc.memory_info().rss
+        self.peak = self.baseline
+        self.active = True
+
+    def stop(self):
+        self.active = False
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def memory_callback(sampler: RssSampler):
+    import torch
+    from transformers import TrainerCallback
+
+    class Memory(TrainerCallback):
+        cuda_before = 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                Memory.cuda_before = torch.cuda.memory_allocated()
+            sampler.start()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            sampler.stop()
+
+    return Memory()
+
+
+def memory_report(sampler: RssSampler, cb) -> dict:
+    import torch
+
+    out = {"rss_before_train": sampler.baseline, "rss_peak_total": sampler.peak,
+           "rss_peak_delta": sampler.peak - sampler.baseline}
+    if torch.cuda.is_available():
+        out["cuda_before_train"] = type(cb).cuda_before
+        out["cuda_peak_total"] = torch.cuda.max_memory_allocated()
+        out["cuda_peak_delta"] = out["cuda_peak_total"] - out["cuda_before_train"]
+    return out
+
+
+def child_retain(args) -> dict:
+    from retain.methods import make_method
+    from retain.training import TrainSettings, train
+
+    sampler = RssSampler()
+    cb = memory_callback(sampler)
+    method = make_method("lora", {"r": 8}) if args.child == "retain-lora" else make_method("full")
+    settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, train_examples=args.examples,
+                             eval_examples=0, learning_rate=1e-4, warmup=0.0, save_steps=10 ** 6,
+                             logging_steps=args.steps, progress=False, max_source_length=MAX_SOURCE,
+                             max_target_length=MAX_TARGET, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        r = train(args.model, TASK, method, settings, Path(tmp) / "run", callbacks=[cb])
+    m = r.metadata
+    return {"steps": m["steps"], "real_tokens": m["real_tokens"], "padding_fraction": m["padding_fraction"],
+            "train_seconds": m["train_seconds"], "real_tokens_per_second": m["tokens_per_second"],
+            "precision": m["precision"], "trainable_parameters": m["parameters"]["trainable"],
+            "memory": memory_report(sampler, cb)}
+
+
+def child_tutorial(args) -> dict:
+    """The usual tutorial recipe: pad everything to max length, plain Trainer, default collator."""
+    import datasets
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
+
+    from retain.models import pick_device
+    from retain.tasks import get_task
+    from retain.training.config import TrainSettings
+    from retain.training.trainer import mixed_precision
+
+    sampler = RssSampler()
+    cb = memory_callback(sampler)
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForSeq2SeqLM.from_pretrained(args.model)
+    examples = get_task(TASK).examples("train", args.examples)
+
+    def preprocess(ex):
+        enc = tok(ex.prompt, max_length=MAX_SOURCE, padding="max_length", truncation=True)
+        labels = tok(text_target=ex.target, max_length=MAX_TARGET, padding="max_length", truncation=True)["input_ids"]
+        enc["labels"] = [t if t != tok.pad_token_id else -100 for t in labels]
+        return dict(enc)
+
+    ds = datasets.Dataset.from_list([preprocess(ex) for ex in examples])
+    counts = {"real": 0, "padded": 0}
+
+    class CountingTrainer(Trainer):  # counts tokens exactly as retain does; nothing else changes
+        def compute_loss(self, model, inputs, **kwargs):
+            if model.training:
+                counts["real"] += int(inputs["attention_mask"].sum()) + int((inputs["labels"] != -100).sum())
+                counts["padded"] += inputs["input_ids"].numel() + inputs["labels"].numel()
+            return super().compute_loss(model, inputs, **kwargs)
+
+    device = pick_device("auto")
+    precision = mixed_precision(TrainSettings(), device, is_seq2seq=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        targs = TrainingArguments(output_dir=tmp, per_device_train_batch_size=args.batch_size, max_steps=args.steps,
+                                  learning_rate=1e-4, warmup_steps=0, save_strategy="no", report_to="none",
+                                  logging_steps=args.steps, disable_tqdm=True, seed=0, use_cpu=device.type == "cpu",
+                                  bf16=precision == "bf16", fp16=precision == "fp16")
+        trainer = CountingTrainer(model=model, args=targs, train_dataset=ds, data_collator=default_data_collator,
+                                  processing_class=tok, callbacks=[cb])
+        t0 = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - t0
+    del torch  # imported for the memory report's CUDA check
+    return {"steps": trainer.state.global_step, "real_tokens": counts["real"],
+            "padding_fraction": 1 - counts["real"] / counts["padded"], "train_seconds": round(seconds, 3),
+            "real_tokens_per_second": counts["real"] / seconds, "precision": precision,
+            "memory": memory_report(sampler, cb)}
+
+
+# --- driver ----------------------------------------------------------------------------------------
+
+def run_child(kind: str, model: Path, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--model", str(model), "--steps", str(args.steps),
+           "--batch-size", str(args.batch_size), "--examples", str(args.examples)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    print(f"[train_speed] {kind} ...", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"[train_speed] {kind}: {result['real_tokens_per_second']:.0f} real tokens/s, "
+          f"{result['train_seconds']:.1f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--examples", type=int, default=128, help="DialogSum training examples")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=8, help="optimizer steps per configuration")
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.child:
+        fn = child_tutorial if args.child == "tutorial" else child_retain
+        print(json.dumps(fn(args)))
+        return
+
+    if not FLAN.is_dir() or not DATA.is_file():
+        raise SystemExit(f"needs {FLAN} and {DATA}")
+    from retain.models.tiny import model_from_config_dir
+    from retain.training.metadata import git_commit, machine, package_versions
+
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = model_from_config_dir(FLAN, Path(tmp) / "flan-t5-small-random", seed=0)
+        results = {kind: run_child(kind, model, args) for kind in ("tutorial", "retain-full", "retain-lora")}
+    speedup = results["retain-full"]["real_tokens_per_second"] / results["tutorial"]["real_tokens_per_second"]
+    mem_key = "cuda" if "cuda_peak_total" in results["retain-full"]["memory"] else "rss"
+    full_mem, lora_mem = results["retain-full"]["memory"], results["retain-lora"]["memory"]
+    ratio_total = lora_mem[f"{mem_key}_peak_total"] / full_mem[f"{mem_key}_peak_total"]
+    ratio_delta = lora_mem[f"{mem_key}_peak_delta"] / full_mem[f"{mem_key}_peak_delta"]
+    doc = {
+        "benchmark": "train_speed",
+        "model": "flan-t5-small config, random weights (full size)",
+        "data": f"{TASK} (first {args.examples} examples)",
+        "settings": {"batch_size": args.batch_size, "steps": args.steps, "max_source_length": MAX_SOURCE,
+                     "max_target_length": MAX_TARGET, "learning_rate": 1e-4},
+        "results": results,
+        "speedup_real_tokens_per_second": speedup,
+        "memory_measure": mem_key,
+        "lora_over_full_peak_total": ratio_total,
+        "lora_over_full_peak_delta": ratio_delta,
+        "goals": {"speedup_at_least_2x": speedup >= 2.0, "lora_peak_total_at_most_0.6x_full": ratio_total <= 0.6,
+                  "lora_peak_delta_at_most_0.6x_full": ratio_delta <= 0.6},
+        "machine": {**machine(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps({k: doc[k] for k in ("speedup_real_tokens_per_second", "lora_over_full_peak_total",
+                                          "lora_over_full_peak_delta", "goals")}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
