@@ -192,7 +192,9 @@ class Study:
 
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
-        created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        previous = self.out / "results.json"
+        created = (read_json(previous)["study"]["created"] if previous.is_file()
+                   else dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         base_lm = LazyModel(self.config.model, device=self.config.device, dtype=self.config.dtype)
         self.log(f"base model {self.config.model} ({base_lm.fingerprint}): evaluating {len(self.tasks)} tasks")
         base = self._evaluate(base_lm, "base")

@@ -11,6 +11,7 @@ resolved options and the settings. A run is resumed only into a directory whose 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -155,10 +156,19 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
         if not key:
             raise UserError(f"--set expects key=value, got {item!r}")
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            out[key] = raw
+            value = raw
+        out[key] = _number(value) if isinstance(value, str) else value
     return out
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _number(text: str):
+    # YAML 1.1 reads `1e-3` as a string (it wants `1.0e-3`); people write it the short way.
+    return float(text) if _NUMBER.match(text.strip()) else text
 
 
 def make_settings(options: Mapping[str, Any] | None = None) -> TrainSettings:

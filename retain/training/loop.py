@@ -48,7 +48,7 @@ CONFIG = "config.yaml"
 LOG = "train_log.jsonl"
 # Settings that change how a run is executed but not what it computes: a finished or partial run
 # is reused even if they differ.
-RUNTIME_ONLY = {"progress", "num_workers", "keep_checkpoints"}
+RUNTIME_ONLY = {"progress", "num_workers", "keep_checkpoints", "device"}
 
 
 @dataclass
@@ -163,8 +163,11 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
     if not train_examples:
         raise UserError(f"task {task.name}: no training examples left after holding out validation examples")
 
-    lm = load_model(str(model), device=settings.device, dtype="float32")
     device = pick_device(settings.device)
+    if device.type == "cuda" and device.index not in (None, 0):
+        raise UserError(f"training runs on the first visible GPU; for {device} set CUDA_VISIBLE_DEVICES="
+                        f"{device.index} and use device cuda")
+    lm = load_model(str(model), device=settings.device, dtype="float32")
     ctx = TrainContext(base=lm, target=task, settings=settings,
                        target_samples=samples_from_examples(train_examples, task.name), out_dir=out_dir)
     samples = method.training_samples(ctx)
@@ -199,6 +202,8 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
                               device, has_eval=eval_ds is not None)
     jsonl = JsonlLogger(log_path)
     extra_cbs = [cb for cb in (tensorboard_callback(out_dir / "tensorboard"),) if cb is not None]
+    if not extra_cbs:
+        log.warning("tensorboard is not installed: logging to %s only", log_path)
     collator = Collator(lm.tokenizer.pad_token_id,
                         decoder_start_id=_decoder_start(trained) if lm.is_seq2seq else None,
                         pad_to_multiple_of=8 if device.type == "cuda" else None)
@@ -273,7 +278,18 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     md.write_metadata(out_dir, meta)
+    _release(trainer)
     return TrainResult(out_dir, model_path, meta["adapter_path"], meta)
+
+
+def _release(trainer) -> None:
+    """Free the model, optimizer and CUDA cache now: a study trains many runs in one process."""
+    import gc
+
+    trainer.model = trainer.model_wrapped = trainer.optimizer = trainer.lr_scheduler = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _final_eval_loss(trainer) -> float:
