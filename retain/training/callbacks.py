@@ -21,15 +21,36 @@ from retain.io import atomic_write_text
 
 
 class NonFiniteLoss(UserError):
-    """The training loss became NaN or infinite; raised before that step's optimizer update."""
+    """The loss (or gradient) became NaN or infinite; raised before that step's optimizer update."""
 
-    def __init__(self, step: int, value: float, checkpoint: str | None = None):
+    def __init__(self, step: int, value: float, checkpoint: str | None = None, what: str = "loss"):
         self.step = step
         self.value = value
         self.checkpoint = checkpoint
         where = f"; the last good checkpoint is {checkpoint}" if checkpoint else "; no checkpoint was written yet"
-        super().__init__(f"training stopped: the loss is {value} at step {step}{where} "
+        super().__init__(f"training stopped: the {what} is {value} at step {step}{where} "
                          "(try a lower learning rate or fp32)")
+
+
+class NonFiniteGradGuard(TrainerCallback):
+    """Stops before an optimizer step whose gradient holds NaN/inf (a finite loss can still have one).
+
+    Without it such a step would write NaN weights, and possibly a NaN checkpoint, before the next
+    loss showed the problem. Not used with fp16, where the loss scaler skips such steps by design.
+    """
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        import torch
+
+        from retain.training.trainer import last_complete_checkpoint
+
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        if not bool(torch.isfinite(norm)):
+            last = last_complete_checkpoint(args.output_dir)
+            raise NonFiniteLoss(state.global_step + 1, float(norm), str(last) if last else None, what="gradient norm")
 
 
 class JsonlLogger(TrainerCallback):

@@ -35,7 +35,8 @@ from retain.errors import UserError
 from retain.io import atomic_write_text
 from retain.methods.base import MethodConfig, TrainContext, make_method
 from retain.training import metadata as md
-from retain.training.callbacks import JsonlLogger, NonFiniteLoss, tensorboard_available, tensorboard_callback, truncate_log
+from retain.training.callbacks import (JsonlLogger, NonFiniteGradGuard, NonFiniteLoss, tensorboard_available,
+                                       tensorboard_callback, truncate_log)
 from retain.training.config import RunConfig, TrainSettings
 from retain.training.data import Collator, EncodedDataset, Encoder, samples_from_examples
 from retain.training.mixture import proportions
@@ -204,6 +205,8 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
     extra_cbs = [cb for cb in (tensorboard_callback(out_dir / "tensorboard"),) if cb is not None]
     if not extra_cbs:
         log.warning("tensorboard is not installed: logging to %s only", log_path)
+    if precision != "fp16":
+        extra_cbs.append(NonFiniteGradGuard())
     collator = Collator(lm.tokenizer.pad_token_id,
                         decoder_start_id=_decoder_start(trained) if lm.is_seq2seq else None,
                         pad_to_multiple_of=8 if device.type == "cuda" else None)

@@ -31,6 +31,9 @@ CASES = [
     ("self-replay-t5", "t5", "replay",
      {"ratio": 0.25, "self_replay": ["toy-qa"], "examples_per_source": 4, "max_new_tokens": 6}, 3e-3, False),
     ("wise-ft-llama", "llama", "wise-ft", {"alphas": [0.5]}, 3e-3, False),
+    # Activation checkpointing must still reach adapters behind frozen embeddings.
+    ("lora-t5-checkpointing", "t5", "lora", {"r": 4}, 2e-2, True, {"gradient_checkpointing": True}),
+    ("full-llama-accum", "llama", "full", {}, 3e-3, False, {"grad_accum": 2, "batch_size": 2}),
 ]
 
 
@@ -48,9 +51,9 @@ def _initial_model(method, model_dir, settings):
 def test_method_case(case, model_dirs, tmp_path):
     from retain.training import train
 
-    _, arch, name, options, lr, adapter = case
+    _, arch, name, options, lr, adapter, *extra = case
     method = make_method(name, options)
-    settings = fast(learning_rate=lr)
+    settings = fast(learning_rate=lr, **(extra[0] if extra else {}))
     capture = Capture()
     result = train(str(model_dirs[arch]), "toy-ner", method, settings, tmp_path / "run", callbacks=[capture])
 

@@ -95,6 +95,29 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(model
     assert last["event"] == "stopped" and last["step"] == 5
 
 
+class _NaNGradAtStep(FullMethod):
+    """A finite penalty (0) whose gradient is NaN from the 4th step: sqrt'(0) * 0."""
+
+    name = "test-nan-grad"
+
+    def make_penalty(self, model, ctx):
+        calls, weight = {"n": 0}, next(model.parameters())
+
+        def penalty():
+            calls["n"] += 1
+            return (0 * weight.sum()).sqrt() if calls["n"] >= 4 else weight.sum() * 0
+
+        return penalty
+
+
+def test_nan_gradient_with_a_finite_loss_also_stops(model_dirs, tmp_path, monkeypatch):
+    monkeypatch.setitem(methods_base._METHODS, "test-nan-grad", _NaNGradAtStep)
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteLoss, match=r"gradient norm is nan at step 4.*checkpoint-3"):
+        train(str(model_dirs["llama"]), "toy-ner", "test-nan-grad", fast(max_steps=6, save_steps=3), out)
+    assert last_complete_checkpoint(out / "checkpoints").name == "checkpoint-3"
+
+
 def test_metadata_and_logs(model_dirs, tmp_path):
     from retain.training.callbacks import tensorboard_available
 
