@@ -30,7 +30,6 @@ import argparse
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -197,14 +196,10 @@ def tokenizer_texts(tasks: tuple[Task, ...]) -> list[str]:
     return texts
 
 
-@dataclass
-class Sizes:
-    """How much work each comparison does."""
-
-    n_generate: int
-    n_choice: int
-    max_new_tokens: int
-    reps: int
+# Examples per model: (generate, choice). Full size flan-t5-small reads long dialogues (~215 tokens)
+# one by one at ~1 s per example, the slow part of the run: it gets one full batch of prompts.
+EXAMPLES = {"flan-t5-small": (32, 128), "flan-t5-small-shrunk": (64, 128), "tiny-llama": (64, 128)}
+QUICK_EXAMPLES = {"flan-t5-small-shrunk": (16, 32), "tiny-llama": (16, 32)}
 
 
 # --- one comparison --------------------------------------------------------------------------------
@@ -280,7 +275,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer examples and tokens, tiny models only (~1 min)")
     p.add_argument("--batch-size", type=int, default=32, help="retain's batch size (prompts per forward pass)")
-    p.add_argument("--reps", type=int, default=None, help="timed repetitions per side (default 3)")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="generation length limit (default: the task's own, 64 for summarization; 16 with --quick)")
+    p.add_argument("--reps", type=int, default=3, help="timed repetitions per side (the median is reported)")
     p.add_argument("--shared", type=Path, default=SHARED, help="folder holding data/ and models/")
     p.add_argument("--models", default=None,
                    help="comma-separated subset of flan-t5-small,flan-t5-small-shrunk,tiny-llama")
@@ -290,31 +287,32 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    # Full size flan-t5-small reads long dialogues (~230 tokens) per example at batch 1: its
-    # generation comparison is the slow part of the run, so it gets fewer examples.
-    sizes = {"flan-t5-small": Sizes(32, 128, 32, 3), "flan-t5-small-shrunk": Sizes(64, 128, 32, 3),
-             "tiny-llama": Sizes(64, 128, 32, 3)}
-    if args.quick:
-        sizes = {name: Sizes(16, 32, 16, 3) for name in sizes}
-        sizes.pop("flan-t5-small")
-    if args.reps:
-        sizes = {name: Sizes(s.n_generate, s.n_choice, s.max_new_tokens, args.reps) for name, s in sizes.items()}
+    examples = QUICK_EXAMPLES if args.quick else EXAMPLES
+    max_new_tokens = args.max_new_tokens or (16 if args.quick else None)  # None: the task's own
     if args.models:
         wanted = args.models.split(",")
-        unknown = set(wanted) - set(sizes)
+        unknown = set(wanted) - set(examples)
         if unknown:
-            sys.exit(f"unknown model(s) {', '.join(sorted(unknown))}; choose from {', '.join(sizes)}")
-        sizes = {name: s for name, s in sizes.items() if name in wanted}
+            sys.exit(f"unknown model(s) {', '.join(sorted(unknown))}; choose from {', '.join(examples)}")
+        examples = {name: n for name, n in examples.items() if name in wanted}
 
     gen_task, choice_task = pick_tasks(args.shared / "data")
     flan = args.shared / "models" / "flan-t5-small-tokenizer"
     doc = {"bench": "eval_speed", "command": " ".join(["python", "bench/eval_speed.py", *sys.argv[1:]]),
            "quick": args.quick, "machine": machine_info(), "goal_speedup": GOAL,
+           "settings": {"batch_size": args.batch_size, "reps": args.reps, "statistic": "median",
+                        "warmup": "each side once on the first 4 examples", "device": "cpu", "dtype": "float32",
+                        "max_new_tokens": max_new_tokens or gen_task.max_new_tokens},
            "tasks": {"generate": gen_task.name, "choice": choice_task.name},
            "notes": [], "results": []}
     log(f"torch threads: {torch.get_num_threads()}, load average: {load_average()}")
+    busy = (load_average() or [0])[0]
+    if busy > (os.cpu_count() or 1) / 2:
+        # Other processes on the cores inflate the naive side far more than the batched one (many
+        # tiny ops, each waiting for both OpenMP threads), so speed-ups on a busy machine run high.
+        log(f"warning: load average {busy} on {os.cpu_count()} cores; timings will be noisy")
     with tempfile.TemporaryDirectory(prefix="retain-bench-") as tmp:
-        for name, s in sizes.items():
+        for name, (n_generate, n_choice) in examples.items():
             if name.startswith("flan") and not flan.is_dir():
                 note = f"{name}: skipped, {flan} not found"
                 log(note)
@@ -330,15 +328,19 @@ def main(argv=None) -> dict:
             counter = WorkCounter(lm)
             info = {"model": name, "architecture": "seq2seq" if lm.is_seq2seq else "decoder-only",
                     "parameters": lm.model.num_parameters()}
-            gen_examples = gen_task.examples("test", s.n_generate)
-            max_new = min(s.max_new_tokens, gen_task.max_new_tokens)
+            gen_examples = gen_task.examples("test", n_generate)
+            max_new = max_new_tokens or gen_task.max_new_tokens
             log(f"{name}: generate, {len(gen_examples)} examples, max_new_tokens {max_new}")
-            row = compare_generate(lm, counter, gen_examples, max_new, args.batch_size, s.reps)
+            load = load_average()
+            row = compare_generate(lm, counter, gen_examples, max_new, args.batch_size, args.reps)
+            row["load_average_before"] = load
             doc["results"].append({**info, "task": gen_task.name, **row})
             log(f"  speedup {row['speedup']}x, identical {row['identical']}")
-            choice_examples = choice_task.examples("test", s.n_choice)
+            choice_examples = choice_task.examples("test", n_choice)
             log(f"{name}: choice, {len(choice_examples)} examples")
-            row = compare_choice(lm, counter, choice_examples, args.batch_size, s.reps)
+            load = load_average()
+            row = compare_choice(lm, counter, choice_examples, args.batch_size, args.reps)
+            row["load_average_before"] = load
             doc["results"].append({**info, "task": choice_task.name, **row})
             log(f"  speedup {row['speedup']}x, identical {row['identical']}")
             del lm, counter

@@ -215,7 +215,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: one epoch)")
     p.add_argument("--repeats", type=int, default=2, help="speed runs per configuration, interleaved")
-    p.add_argument("--memory-steps", type=int, default=3, help="steps of each memory run")
+    p.add_argument("--memory-steps", type=int, default=None,
+                   help="steps of each memory run (default: the speed runs' steps; the longest batch comes "
+                        "first, but the optimizer state of full fine-tuning only exists from step 2 on)")
     p.add_argument("--small-batch", type=int, default=2, help="batch size of the second memory pair")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -226,6 +228,7 @@ def main() -> None:
                         "shared machine; the same for every configuration either way.")
     args = p.parse_args()
     args.steps = args.steps or -(-args.examples // args.batch_size)
+    args.memory_steps = args.memory_steps or args.steps
 
     if args.child:
         if args.threads:

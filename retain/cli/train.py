@@ -90,14 +90,16 @@ def _option_type(annotation):
     return annotation
 
 
+# Written out so that `retain --help` need not import the methods (and torch); a test keeps it in sync.
+METHODS_HELP = "full, lora, multitask, replay, l2sp, ewc, wise-ft, or any PEFT method name (default: full)."
+
 _FIXED = [
     inspect.Parameter("model", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
                       default=typer.Option(None, "--model", "-m", help="Base model: hub id or local folder.")),
     inspect.Parameter("task", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
                       default=typer.Option(None, "--task", "-t", help="Target task: a name, FAMILY:PATH or a task .yaml.")),
     inspect.Parameter("method", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                      default=typer.Option(None, "--method", help="full, lora, multitask, replay, l2sp, ewc, "
-                                                                  "wise-ft, or any PEFT method name (default: full).")),
+                      default=typer.Option(None, "--method", help=METHODS_HELP)),
     inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[List[str]],
                       default=typer.Option(None, "--set", help="Method option key=value (YAML value); repeatable.")),
     inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],

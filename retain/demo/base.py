@@ -23,8 +23,8 @@ from retain.models.fingerprint import cache_root
 VERSION = "1"
 SKILLS = ("toy-ner", "toy-sentiment", "toy-qa")
 TARGET = "toy-summarize"
-ARCH = {"d_model": 128, "layers": 2, "heads": 4, "d_ff": 256}
-VOCAB_SIZE = 1024
+ARCH = {"d_model": 128, "layers": 2, "heads": 4, "d_ff": 512}
+VOCAB_SIZE = 2048
 TRAIN = {"max_steps": 2400, "batch_size": 32, "learning_rate": 2e-3, "warmup": 0.05, "scheduler": "linear",
          "eval_examples": 64, "save_steps": 400, "logging_steps": 50}
 

@@ -163,7 +163,8 @@ def save_wise_ft(run, alphas: Sequence[float], out_root: str | Path | None = Non
         tmp.mkdir(parents=True)
         if lora:
             for f in out_dir.iterdir():
-                if f.is_file() and f.name != ADAPTER_WEIGHTS and f.suffix in (".json", ".model", ".txt"):
+                # The adapter config and tokenizer files; not the run's own metadata.
+                if f.is_file() and f.suffix in (".json", ".model", ".txt") and f.name != "metadata.json":
                     shutil.copy(f, tmp / f.name)
             save_file(_scaled_lora_state(out_dir, alpha), str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
             ref = ModelRef(meta["base_model"], str(dest))

@@ -55,19 +55,27 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1000, append_eos: bo
     )
 
 
-def tiny_t5(tokenizer, d_model: int = 64, layers: int = 2, heads: int = 4, d_ff: int = 128, seed: int = 0):
-    """A small T5 (gated-GELU, like flan-t5) with random weights drawn under `seed`."""
+def tiny_t5(tokenizer, d_model: int = 64, layers: int = 2, heads: int = 4, d_ff: int = 128, seed: int = 0,
+            tie_embeddings: bool = False):
+    """A small T5 (gated-GELU, like flan-t5) with random weights drawn under `seed`.
+
+    `tie_embeddings=True` shares input and output embeddings (the original T5; flan-t5 unties them).
+    Tiny models learn to copy names from their input much faster when tied, since the copied
+    embedding is already the output direction of the same token.
+    """
     from transformers import T5Config, T5ForConditionalGeneration
 
     config = T5Config(
         vocab_size=len(tokenizer), d_model=d_model, d_kv=d_model // heads, d_ff=d_ff, num_layers=layers,
         num_decoder_layers=layers, num_heads=heads, relative_attention_num_buckets=16,
         relative_attention_max_distance=64, dropout_rate=0.0, feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=tie_embeddings, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(config)
+    if tie_embeddings:
+        return model.eval()
     # T5 initialises an untied output layer with std 1.0, which gives initial logits of size ~sqrt(d_model)
     # and a starting loss far above ln(vocab); std d_model**-0.5 starts training near ln(vocab).
     with torch.no_grad():

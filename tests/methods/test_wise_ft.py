@@ -38,7 +38,9 @@ def test_alpha_0_is_base_and_alpha_1_is_tuned(run, tmp_path):
     adapter = run.adapter_path is not None
     for alpha, ref in refs.items():
         assert (ref.adapter_path is not None) == adapter
-        assert (tmp_path / "wise" / f"alpha-{alpha:g}" / ("adapter_config.json" if adapter else "config.json")).is_file()
+        folder = tmp_path / "wise" / f"alpha-{alpha:g}"
+        assert (folder / ("adapter_config.json" if adapter else "config.json")).is_file()
+        assert not (folder / "metadata.json").exists()  # a model folder, not a run
         torch.testing.assert_close(logits_of(ref.load(device="cpu", dtype="float32").model, batch),
                                    logits_of(models[alpha].model, batch), rtol=0, atol=1e-5)
 

@@ -78,3 +78,11 @@ def test_bad_input_is_one_line_with_exit_code_2(args, message, tiny_llama_dir, t
     assert code == 2 and message in err
     assert len(err.strip().splitlines()) == 1 and err.startswith("error:")
     assert not (tmp_path / "x").exists()
+
+
+def test_method_help_lists_every_registered_method():
+    """The --method help names the methods without importing them (torch) at CLI start-up; keep it in sync."""
+    from retain.cli.train import METHODS_HELP
+    from retain.methods import method_names
+
+    assert all(name in METHODS_HELP for name in method_names())

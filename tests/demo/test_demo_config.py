@@ -1,0 +1,20 @@
+"""The demo's study config is valid and asks for what the demo promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from retain.demo.base import SKILLS, TARGET
+from retain.demo.study import demo_config
+from retain.study.config import check_methods
+
+
+def test_demo_config_is_valid_and_complete():
+    cfg = demo_config(Path("/nonexistent/model"))
+    check_methods(cfg, "demo")  # raises on a bad method option or training setting
+    assert cfg.target.task == TARGET == "toy-summarize"
+    assert 400 <= cfg.target.train_examples <= 1000
+    assert [p.task for p in cfg.protect] == list(SKILLS) == ["toy-ner", "toy-sentiment", "toy-qa"]
+    assert {m.method for m in cfg.methods} == {"full", "lora", "multitask", "wise-ft"}
+    wise = next(m for m in cfg.methods if m.method == "wise-ft")
+    assert wise.of == "full" and len(wise.alphas) >= 2
