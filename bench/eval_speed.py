@@ -278,6 +278,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="generation length limit (default: the task's own, 64 for summarization; 16 with --quick)")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per side (the median is reported)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's own, recorded in the result; 1 helps on a shared machine)")
     p.add_argument("--shared", type=Path, default=SHARED, help="folder holding data/ and models/")
     p.add_argument("--models", default=None,
                    help="comma-separated subset of flan-t5-small,flan-t5-small-shrunk,tiny-llama")
@@ -287,6 +289,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     examples = QUICK_EXAMPLES if args.quick else EXAMPLES
     max_new_tokens = args.max_new_tokens or (16 if args.quick else None)  # None: the task's own
     if args.models:

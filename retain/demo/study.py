@@ -11,7 +11,7 @@ from pathlib import Path
 from retain.demo.base import SKILLS, TARGET
 from retain.study.config import StudyConfig
 
-TRAIN = {"epochs": 6, "batch_size": 32, "learning_rate": 2e-3, "warmup": 0.05, "eval_examples": 32,
+TRAIN = {"epochs": 4, "batch_size": 32, "learning_rate": 2e-3, "warmup": 0.05, "eval_examples": 32,
          "save_steps": 100, "logging_steps": 10}
 
 
@@ -21,11 +21,11 @@ def demo_config(model_dir: Path) -> StudyConfig:
         model=str(model_dir),
         target={"task": TARGET, "train_examples": 500},
         protect=[{"task": t} for t in SKILLS],
-        budget={"max_drop": 0.05},
+        budget={"max_drop": 0.1},
         methods=[
             {"method": "full"},
-            {"method": "lora", "options": {"r": 16, "alpha": 32}, "train": {"learning_rate": 5e-3}},
-            {"method": "multitask", "options": {"tasks": list(SKILLS), "weights": {"target": 1.0, **{t: 1/3 for t in SKILLS}}}},
+            {"method": "lora", "options": {"r": 8, "alpha": 16}, "train": {"learning_rate": 4e-3}},
+            {"method": "multitask", "options": {"tasks": list(SKILLS), "weights": {"target": 0.4, **{t: 0.6 / len(SKILLS) for t in SKILLS}}}},
             {"method": "wise-ft", "of": "full", "alphas": [0.25, 0.5, 0.75]},
         ],
         train=TRAIN,
