@@ -174,8 +174,10 @@ class Study:
             t0 = time.perf_counter()
             lm = wise_ft_model(parent["train_dir"], alpha, device=self.config.device)
             results = self._evaluate(lm, name)
-            cost = {**parent["cost"], "wall_seconds": round(time.perf_counter() - t0, 3), "train_seconds": 0.0,
-                    "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
+            # No training: the cost is the interpolation and evaluation (the parent's training is its own).
+            cost = {"wall_seconds": round(time.perf_counter() - t0, 3), "train_seconds": 0.0, "tokens_per_second": None,
+                    "trainable_parameters": 0, "total_parameters": parent["cost"]["total_parameters"],
+                    "peak_memory_mb": None, "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
             record = {"key": key, "name": name, "method": WISE_FT, "options": {"alpha": alpha}, "seed": seed,
                       "parent": parent["name"], "alpha": alpha, "model": {"fingerprint": lm.fingerprint},
                       "cost": cost, "outputs": {n: r.outputs() for n, r in results.items()}}
