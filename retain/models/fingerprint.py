@@ -83,7 +83,11 @@ def fingerprint_path(model_dir: str | Path, adapter_dir: str | Path | None = Non
     if adapter_dir is not None:
         adapter = _folder_parts(Path(adapter_dir), ("adapter_config.json",))
         if isinstance(adapter.get("adapter_config.json"), dict):
-            adapter["adapter_config.json"] = _drop_volatile(adapter["adapter_config.json"])
+            # peft writes sets (e.g. target_modules) as lists in hash order, which changes with
+            # PYTHONHASHSEED from process to process: order must not change the fingerprint.
+            adapter["adapter_config.json"] = {
+                k: sorted(v) if isinstance(v, list) and all(isinstance(x, str) for x in v) else v
+                for k, v in _drop_volatile(adapter["adapter_config.json"]).items()}
         payload["adapter"] = adapter
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

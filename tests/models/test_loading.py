@@ -73,3 +73,22 @@ def test_unknown_dtype_and_device(tiny_t5_dir):
         load_model(str(tiny_t5_dir), dtype="float8")
     with pytest.raises(UserError, match="device"):
         load_model(str(tiny_t5_dir), device="tpu")
+
+
+def test_adapter_fingerprint_ignores_module_list_order(tiny_t5_dir, tmp_path):
+    """peft saves target_modules (a set) in hash order; reordering must not change the fingerprint."""
+    import json
+
+    from peft import LoraConfig, get_peft_model
+
+    base = load_model(str(tiny_t5_dir))
+    get_peft_model(base.model, LoraConfig(r=2, target_modules=["q", "v"])).save_pretrained(tmp_path / "a")
+    before = fingerprint_path(tiny_t5_dir, tmp_path / "a")
+    cfg_path = tmp_path / "a" / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["target_modules"] = list(reversed(sorted(cfg["target_modules"])))
+    cfg_path.write_text(json.dumps(cfg))
+    assert fingerprint_path(tiny_t5_dir, tmp_path / "a") == before
+    cfg["r"] = 4
+    cfg_path.write_text(json.dumps(cfg))
+    assert fingerprint_path(tiny_t5_dir, tmp_path / "a") != before
