@@ -20,8 +20,8 @@ produces up to `max_new_tokens`; the tokens generated (up to EOS) and the rows x
 Tasks: `summarization` (generate) and `sentiment` (choice) from `../shared/data`, or `toy-summarize`
 and `toy-sentiment` when that folder is absent.
 
-    python bench/eval_speed.py            # full run, ~5 min on 2 CPU cores -> bench/results/eval_speed.json
-    python bench/eval_speed.py --quick    # ~1 min -> bench/results/eval_speed.quick.json
+    python bench/eval_speed.py            # ~5 min on 2 idle CPU cores -> bench/results/eval_speed.json
+    python bench/eval_speed.py --quick    # ~15 s -> bench/results/eval_speed.quick.json
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def build_flan_t5(config_dir: Path, out: Path, shrink: dict | None) -> LoadedMod
 
 def build_tiny_llama(texts: list[str], out: Path) -> LoadedModel:
     tokenizer = train_tokenizer(texts, vocab_size=2000, append_eos=False)
-    # Long dialogues in a 2,000-token BPE vocabulary run to ~1,000 tokens: room for them and the answer.
+    # Dialogues in a 2,000-token BPE vocabulary run to ~560 tokens: leave room for them and the answer.
     model = tiny_llama(tokenizer, max_positions=4096)
     save_model(_varied(model, tokenizer), tokenizer, out)
     return load_model(str(out), device="cpu", dtype="float32")
@@ -273,7 +273,7 @@ def compare_choice(lm: LoadedModel, counter: WorkCounter, examples: list[Example
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer examples and tokens, tiny models only (~1 min)")
+    p.add_argument("--quick", action="store_true", help="fewer examples and tokens, small models only (~15 s)")
     p.add_argument("--batch-size", type=int, default=32, help="retain's batch size (prompts per forward pass)")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="generation length limit (default: the task's own, 64 for summarization; 16 with --quick)")
