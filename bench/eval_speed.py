@@ -311,9 +311,9 @@ def main(argv=None) -> dict:
            "notes": [], "results": []}
     log(f"torch threads: {torch.get_num_threads()}, load average: {load_average()}")
     busy = (load_average() or [0])[0]
-    if busy > (os.cpu_count() or 1) / 2:
-        # Other processes on the cores inflate the naive side far more than the batched one (many
-        # tiny ops, each waiting for both OpenMP threads), so speed-ups on a busy machine run high.
+    if busy > (os.cpu_count() or 1):
+        # Other processes on the cores slow the naive side far more than the batched one (its many
+        # tiny ops each wait for every OpenMP thread), so speed-ups on a busy machine run high.
         log(f"warning: load average {busy} on {os.cpu_count()} cores; timings will be noisy")
     with tempfile.TemporaryDirectory(prefix="retain-bench-") as tmp:
         for name, (n_generate, n_choice) in examples.items():
