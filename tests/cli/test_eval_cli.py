@@ -10,16 +10,9 @@ import sys
 import pytest
 from rouge_score import rouge_scorer
 
-from retain.cli import main
+from tests.cli_helpers import run_cli
 from tests.conftest import DATA, needs_data
 
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exc.value.code or 0, captured.out, captured.err
 
 
 def test_eval_writes_documented_schema(tiny_t5_dir, tmp_path, cache_dir, capsys):

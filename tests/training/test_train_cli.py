@@ -7,17 +7,10 @@ import json
 import pytest
 import yaml
 
-from retain.cli import main
+from tests.cli_helpers import run_cli
 
 TOKENIZER = {"tokenizer.json", "tokenizer_config.json"}
 
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exc.value.code or 0, captured.out, captured.err
 
 
 FAST = ["--max-steps", "3", "--train-examples", "12", "--batch-size", "4", "--save-steps", "2",
