@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from retain.io import atomic_write_json, read_json
+from retain.io import read_json
 from retain.models.fingerprint import cache_root
 
 VERSION = "1"
@@ -64,6 +64,7 @@ def build_base(rebuild: bool = False, log: Callable[[str], None] = print) -> Pat
     from retain.methods import make_method
     from retain.models.tiny import save_model, tiny_t5, train_tokenizer
     from retain.training import train
+    from retain.training.export import export_model
     from retain.training.config import make_settings
 
     root = base_dir()
@@ -87,17 +88,8 @@ def build_base(rebuild: bool = False, log: Callable[[str], None] = print) -> Pat
     log(f"training the demo base on {', '.join(SKILLS)} ({TRAIN['max_steps']} steps; resumable) ...")
     method = make_method("multitask", {"tasks": list(SKILLS[1:]), "examples_per_task": EXAMPLES_PER_TASK})
     result = train(str(init), SKILLS[0], method, make_settings({**TRAIN, "progress": True}), root / "train")
-    model_dir = root / "model"
-    tmp = root / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in Path(result.out_dir).iterdir():
-        if f.is_file() and (f.suffix in (".json", ".safetensors")) and f.name not in ("metadata.json",):
-            shutil.copy(f, tmp / f.name)
-    atomic_write_json(tmp / "demo-base.json", {"version": VERSION, "skills": list(SKILLS), "arch": ARCH,
-                                               "train": TRAIN, "build_seconds": round(time.perf_counter() - start, 1),
-                                               "train_metadata": read_json(Path(result.out_dir) / "metadata.json")})
-    shutil.rmtree(model_dir, ignore_errors=True)
-    tmp.rename(model_dir)
+    model_dir = export_model(result.out_dir, root / "model", "demo-base.json", {
+        "version": VERSION, "skills": list(SKILLS), "arch": ARCH, "train": TRAIN,
+        "build_seconds": round(time.perf_counter() - start, 1)})
     log(f"demo base model ready in {time.perf_counter() - start:.0f}s: {model_dir}")
     return model_dir

@@ -4,7 +4,8 @@ Two request kinds, as in lm-evaluation-harness:
 
 - `generate`: greedy decoding, batched, prompts sorted by length (longest first, so batches hold
   similar lengths and the first batch shows the worst-case memory), stopping at EOS, with the KV cache
-  on. Decoder-only models are left-padded so every prompt ends where generation starts.
+  on; rows leave the batch as they finish (`retain.evaluation.greedy`). Decoder-only models are
+  left-padded so every prompt ends where generation starts.
 - `loglikelihood`: the summed log-probability of a continuation given a context, in batched forward
   passes without generation. For encoder-decoder models each distinct context is encoded once and
   its encoder states are shared by all its continuations (a `choice` task with k options costs one
@@ -20,6 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from retain.evaluation.greedy import greedy_decode
 from retain.models.formatting import completion_prefix, format_prompt
 from retain.models.loading import LoadedModel
 
@@ -86,9 +88,11 @@ def generate(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, batch
     for batch in _batches(order, batch_size):
         ids, mask = _pad([encoded[i] for i in batch], tok.pad_token_id, left=not lm.is_seq2seq)
         ids, mask = ids.to(lm.device), mask.to(lm.device)
-        generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-        if not lm.is_seq2seq:
-            generated = generated[:, ids.shape[1]:]
+        generated = greedy_decode(lm, ids, mask, max_new_tokens)
+        if generated is None:  # a model whose cache cannot drop finished rows
+            generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+            if not lm.is_seq2seq:
+                generated = generated[:, ids.shape[1]:]
         for i, text in zip(batch, tok.batch_decode(generated, skip_special_tokens=True)):
             out[i] = text.strip()
         if progress:

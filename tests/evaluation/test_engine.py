@@ -64,3 +64,48 @@ def test_loglikelihood_matches_model_loss(lm):
             loss = model(input_ids=full, labels=labels).loss
             expected = -loss.item() * (full.shape[1] - len(ctx))
     assert value == pytest.approx(expected, abs=1e-3)
+
+
+def _hf_greedy(lm, ids, mask, max_new_tokens, eos):
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
+                              pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=sorted(eos),
+                              decoder_start_token_id=getattr(lm.model.config, "decoder_start_token_id", None))
+    out = lm.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    if not lm.is_seq2seq:
+        out = out[:, ids.shape[1]:]
+    rows = []
+    for row in out.tolist():
+        kept = []
+        for t in row:
+            if t in eos:
+                break
+            if t != lm.tokenizer.pad_token_id or not lm.is_seq2seq:
+                kept.append(t)
+        rows.append(kept[1:] if lm.is_seq2seq and kept[:1] == [lm.model.config.decoder_start_token_id] else kept)
+    return rows
+
+
+def test_greedy_decode_drops_finished_rows_and_matches_generate(lm, monkeypatch):
+    """Rows that stop early leave the batch; every row's tokens still equal HF greedy generate's."""
+    from retain.evaluation.greedy import eos_ids, greedy_decode
+
+    enc = lm.tokenizer(PROMPTS)["input_ids"]
+    ids, mask = engine._pad(enc, lm.tokenizer.pad_token_id, left=not lm.is_seq2seq)
+    free = greedy_decode(lm, ids, mask, 10)
+    # Make a token that some rows emit early (and others late or never) a stop token, so rows finish
+    # at different steps and the batch shrinks several times.
+    counts = {}
+    for row in free:
+        for pos, t in enumerate(row[1:6], 1):
+            counts.setdefault(t, set()).add(pos)
+    stop = max(counts, key=lambda t: len(counts[t]))
+    monkeypatch.setattr(lm.model.generation_config, "eos_token_id", stop, raising=False)
+    eos = eos_ids(lm)
+    assert stop in eos
+    ours = greedy_decode(lm, ids, mask, 10)
+    theirs = _hf_greedy(lm, ids, mask, 10, eos)
+    assert ours == theirs
+    lengths = {len(r) for r in ours}
+    assert len(lengths) > 1 and min(lengths) < 10  # rows really finished at different steps

@@ -1,0 +1,109 @@
+"""The real-data study, end to end: pre-train the base model, run the study, publish the report.
+
+    .venv/bin/python bench/real_study/run.py                 # base (once) + study + report
+    .venv/bin/python bench/real_study/run.py --data-dir DIR  # task data elsewhere than ../shared/data
+
+Stages, each resumable after an interruption (results are written atomically, training checkpoints):
+
+1. `base`: `bench/real_study/base.py` pre-trains a small T5 with the real flan-t5-small tokenizer on
+   the real NER, sentiment, QA and instruction training data (`OUT/base/model`).
+2. `study`: `retain study bench/real_study/study.yaml` on that base (`OUT/study`): target DialogSum
+   (601 training examples), protected NER, sentiment and QA on their test splits.
+3. `publish`: the report (markdown, plots), `results.json` and the stage timings go to
+   `docs/benchmarks/real-study/` (no weights).
+
+Timings of each stage, with the machine, are in `OUT/timings.json` and the published `timings.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+from common import machine_info  # noqa: E402
+
+from real_study.base import build_base  # noqa: E402
+
+CONFIG = HERE / "study.yaml"
+PUBLISH = REPO / "docs" / "benchmarks" / "real-study"
+PUBLISHED_SUFFIXES = (".md", ".png", ".svg", ".json")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--flan", type=Path, default=REPO.parent / "shared" / "models" / "flan-t5-small-tokenizer",
+                   help="flan-t5-small config + tokenizer folder (no weights needed)")
+    p.add_argument("--out", type=Path, default=HERE / "out")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    p.add_argument("--no-publish", action="store_true", help="leave docs/benchmarks alone")
+    return p.parse_args(argv)
+
+
+def publish(study_out: Path, timings: dict) -> None:
+    from retain.io import atomic_write_json
+
+    tmp = PUBLISH.with_name(PUBLISH.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in sorted(study_out.iterdir()):
+        if f.is_file() and f.suffix in PUBLISHED_SUFFIXES and f.name != "report.html":
+            shutil.copy(f, tmp / f.name)
+    plots = study_out / "plots"
+    if plots.is_dir():
+        shutil.copytree(plots, tmp / "plots")
+    atomic_write_json(tmp / "timings.json", timings)
+    shutil.rmtree(PUBLISH, ignore_errors=True)
+    tmp.rename(PUBLISH)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if not args.data_dir.is_dir():
+        sys.exit(f"error: {args.data_dir}: no task data folder (give --data-dir)")
+    os.environ["RETAIN_DATA_DIR"] = str(args.data_dir.resolve())
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from rich.console import Console
+
+    from retain.cli import quiet_libraries
+    from retain.cli.study import print_summary, run_with_progress
+    from retain.io import atomic_write_json
+    from retain.study.config import load_study_config
+
+    quiet_libraries()
+    console = Console()
+    args.out.mkdir(parents=True, exist_ok=True)
+    timings = {"machine": machine_info(), "threads": args.threads, "stages": {}}
+    t0 = time.perf_counter()
+    model_dir = build_base(args.flan, args.out, log=console.print)
+    timings["stages"]["base_seconds_this_call"] = round(time.perf_counter() - t0, 1)
+    record = (model_dir / "real-base.json")
+    from retain.io import read_json
+
+    timings["stages"]["base_build_seconds"] = read_json(record).get("build_seconds")
+    t1 = time.perf_counter()
+    config = load_study_config(CONFIG, {"model": str(model_dir)})
+    study_out = args.out / "study"
+    doc = run_with_progress(config, study_out, console)
+    timings["stages"]["study_seconds_this_call"] = round(time.perf_counter() - t1, 1)
+    timings["runs"] = {r["name"]: r.get("cost") for r in doc["runs"]}
+    timings["base_eval_seconds"] = doc["base"].get("cost")
+    atomic_write_json(args.out / "timings.json", timings)
+    print_summary(doc, study_out, console)
+    if not args.no_publish:
+        publish(study_out, timings)
+        console.print(f"published to {PUBLISH}")
+
+
+if __name__ == "__main__":
+    main()
