@@ -20,6 +20,24 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _global_options(
+    data_dir: str = typer.Option(None, "--data-dir", envvar="RETAIN_DATA_DIR", show_envvar=True,
+                                 help="Folder with one sub-folder per task family (summarization/, ner/, ...): "
+                                      "lets `--task ner` stand for `ner:DIR/ner`."),
+) -> None:
+    """Fine-tune a language model on one task and measure what it forgot on the way."""
+    if data_dir:
+        import os
+        from pathlib import Path
+
+        from retain.tasks.data_dir import ENV_VAR
+
+        if not Path(data_dir).expanduser().is_dir():
+            raise UserError("--data-dir: no such folder", data_dir)
+        os.environ[ENV_VAR] = data_dir
+
+
 def quiet_libraries() -> None:
     """Silence library progress bars and warnings that would drown ours.
 

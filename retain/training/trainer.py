@@ -9,6 +9,10 @@ What the subclass adds, and nothing else:
 - a NaN or infinite loss raises `NonFiniteLoss` naming the step, before that step's update, so the
   weights in memory and the last checkpoint stay good;
 - it counts real (non-padding) tokens for tokens/s;
+- decoder-only models run their LM head only at the positions that predict a label
+  (`LabelPositionsHead`): the prompt positions carry no loss, so their logits over the whole vocabulary
+  (and the softmax, and both backward matmuls) were wasted work, most of a step's time for a small
+  model with a large vocabulary and long prompts;
 - length-grouped batches come from `SeededLengthGroupedSampler`, whose order survives a resume.
 
 Plain `Trainer` is used for seq2seq models too: `Seq2SeqTrainer` only adds generation during
@@ -17,6 +21,7 @@ evaluation, and retain evaluates with its own engine.
 
 from __future__ import annotations
 
+import inspect
 import re
 from functools import partial
 from pathlib import Path
@@ -36,7 +41,9 @@ def token_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, *, shift:
     """Cross-entropy summed over label tokens, divided by the label tokens of the optimizer step.
 
     Args:
-        outputs: model outputs with `logits` (batch, positions, vocab).
+        outputs: model outputs with `logits`: (batch, positions, vocab), or (label tokens, vocab) when
+            `LabelPositionsHead` already kept only the positions that predict a label (row by row, in
+            order: position t of a row predicts its label t+1 when `shift`).
         labels: (batch, length) token ids, -100 where no loss is wanted.
         num_items_in_batch: label tokens in the whole accumulated step (the Trainer counts them);
             None (evaluation): this batch's label tokens.
@@ -45,17 +52,78 @@ def token_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, *, shift:
     logits = outputs["logits"] if isinstance(outputs, dict) or hasattr(outputs, "keys") else outputs[0]
     labels = labels.to(logits.device)
     if shift:
-        # Prompt-learning adapters prepend virtual tokens to the inputs: keep the last positions.
-        logits = logits[:, -labels.shape[1]:, :][:, :-1, :]
         labels = labels[:, 1:]
-    total = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                            ignore_index=IGNORE, reduction="sum")
+    if logits.dim() == 2:  # only the label positions were projected (see LabelPositionsHead)
+        targets = labels[labels != IGNORE]
+        if targets.shape[0] != logits.shape[0]:
+            raise RuntimeError(f"{logits.shape[0]} logit rows for {targets.shape[0]} label tokens")
+        total = F.cross_entropy(logits.float(), targets, reduction="sum")
+    else:
+        if shift:
+            # Prompt-learning adapters prepend virtual tokens to the inputs: keep the last positions.
+            logits = logits[:, -(labels.shape[1] + 1):, :][:, :-1, :]
+        total = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                ignore_index=IGNORE, reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else (labels != IGNORE).sum()
     if torch.is_tensor(count):
         count = count.to(total.device).clamp(min=1)
     else:
         count = max(int(count), 1)
     return total / count
+
+
+class LabelPositionsHead:
+    """Makes a decoder-only model's LM head project only the positions that predict a label.
+
+    A forward pre-hook on the output embedding replaces its input, the hidden states (batch, positions,
+    hidden), with the rows selected by `mask` (label tokens, hidden), so the model returns 2-D logits
+    that `token_loss` pairs with the labels in the same order. The loss and its gradient are those of
+    the full logits (the skipped positions have label -100 and contribute nothing); what is saved is the
+    LM head's matmuls and the softmax over the vocabulary at every prompt and padding position.
+
+    Inert unless `mask` is set (by `RetainTrainer.compute_loss`, for one forward pass), so generation and
+    any other use of the model are unchanged. Only attached to models whose forward takes
+    `logits_to_keep` (transformers' causal LMs that apply the head to their last hidden states and
+    nothing else); on other calls (e.g. a batch split by `DataParallel`) it leaves the input alone.
+    """
+
+    def __init__(self, head: torch.nn.Module):
+        self.mask: torch.Tensor | None = None
+        self.handle = head.register_forward_pre_hook(self._select)
+
+    @classmethod
+    def attach(cls, model) -> "LabelPositionsHead | None":
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        get_head = getattr(base, "get_output_embeddings", None)
+        head = get_head() if callable(get_head) else None
+        try:
+            takes_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
+        except (TypeError, ValueError):
+            takes_keep = False
+        if not isinstance(head, torch.nn.Module) or not takes_keep:
+            return None
+        return cls(head)
+
+    @staticmethod
+    def positions(labels: torch.Tensor) -> torch.Tensor:
+        """(batch, length) bool: position t predicts a label (label t+1 is not -100)."""
+        mask = torch.zeros_like(labels, dtype=torch.bool)
+        mask[:, :-1] = labels[:, 1:] != IGNORE
+        return mask
+
+    def _select(self, module, args):
+        mask = self.mask
+        if mask is None or not args:
+            return None
+        hidden = args[0]
+        if hidden.dim() != 3 or hidden.shape[0] != mask.shape[0] or hidden.shape[1] < mask.shape[1]:
+            return None
+        # Prompt-learning adapters prepend virtual tokens: the labels align with the last positions.
+        hidden = hidden[:, hidden.shape[1] - mask.shape[1]:]
+        return (hidden[mask.to(hidden.device)], *args[1:])
+
+    def remove(self) -> None:
+        self.handle.remove()
 
 
 class RetainTrainer(Trainer):
@@ -74,6 +142,7 @@ class RetainTrainer(Trainer):
         super().__init__(*args, compute_loss_func=partial(token_loss, shift=shift_labels), **kwargs)
         self.penalty = penalty
         self._seq2seq = not shift_labels
+        self.label_head = None if self._seq2seq else LabelPositionsHead.attach(self.model)
         self.real_tokens = 0  # non-padding tokens seen in training by this process (this invocation)
         self.padded_tokens = 0  # the same with padding: what the model actually computed on
 
@@ -92,8 +161,14 @@ class RetainTrainer(Trainer):
         if training:
             self.real_tokens += real_tokens(inputs)
             self.padded_tokens += padded_tokens(inputs)
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
-                                             num_items_in_batch=num_items_in_batch)
+        if self.label_head is not None:
+            self.label_head.mask = LabelPositionsHead.positions(inputs["labels"])
+        try:
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                                 num_items_in_batch=num_items_in_batch)
+        finally:
+            if self.label_head is not None:
+                self.label_head.mask = None
         if training and self.penalty is not None:
             # Called once per micro-batch; dividing by their number adds the penalty once per step.
             loss = loss + self.penalty() / self.current_gradient_accumulation_steps

@@ -106,3 +106,21 @@ def test_console_script_exit_code_and_tasks_listing(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "retain", "eval", "--model", str(tmp_path), "--task", "nope",
                           "--out", str(tmp_path / "o.json")], capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_data_dir_flag_resolves_family_names(tiny_t5_dir, tmp_path, cache_dir, capsys, monkeypatch):
+    """`--data-dir D --task sentiment` reads D/sentiment/; without it a bare family name is an error."""
+    monkeypatch.delenv("RETAIN_DATA_DIR", raising=False)
+    (tmp_path / "data" / "sentiment").mkdir(parents=True)
+    (tmp_path / "data" / "sentiment" / "test.jsonl").write_text(
+        '{"id": "a", "text": "lovely", "label": "positive"}\n{"id": "b", "text": "awful", "label": "negative"}\n')
+    out = tmp_path / "res.json"
+    code, _, err = run_cli(["eval", "--model", str(tiny_t5_dir), "--task", "sentiment", "--out", str(out)], capsys)
+    assert code == 2 and "RETAIN_DATA_DIR" in err and not out.exists()
+    code, _, err = run_cli(["--data-dir", str(tmp_path / "data"), "eval", "--model", str(tiny_t5_dir),
+                            "--task", "sentiment", "--out", str(out)], capsys)
+    assert code == 0, err
+    (task,) = json.loads(out.read_text())["tasks"].values()
+    assert task["n"] == 2
+    code, _, err = run_cli(["--data-dir", str(tmp_path / "missing"), "tasks"], capsys)
+    assert code == 2 and "missing" in err and err.count("\n") == 1
