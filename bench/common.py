@@ -156,5 +156,7 @@ def write_result(doc: dict, path: str | Path) -> Path:
     """Write a result document as indented JSON (creating folders)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)  # atomic: a reader never sees half a result
     return path

@@ -97,7 +97,6 @@ def main(argv=None) -> None:
     doc = run_with_progress(config, study_out, console)
     timings["stages"]["study_seconds_this_call"] = round(time.perf_counter() - t1, 1)
     timings["runs"] = {r["name"]: r.get("cost") for r in doc["runs"]}
-    timings["base_eval_seconds"] = doc["base"].get("cost")
     atomic_write_json(args.out / "timings.json", timings)
     print_summary(doc, study_out, console)
     if not args.no_publish:

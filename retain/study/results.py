@@ -58,7 +58,11 @@ def assemble(study, base: dict, skills: dict, records: list[dict], failed: list[
             budgets[n] = verdict.allowed_drop(base[n].scores.value(primary), max_drop, cfg.budget.relative)
             entry["budget"] = {"max_drop": max_drop, "relative": cfg.budget.relative, "allowed_drop": budgets[n]}
         tasks[n] = entry
-    runs = [_run_entry(study, base, r, budgets, skilled) for r in records]
+    runs = []
+    for r in records:
+        if r["key"] not in study.run_entries:
+            study.run_entries[r["key"]] = _run_entry(study, base, r, budgets, skilled)
+        runs.append(study.run_entries[r["key"]])
     runs += [{**f, "parent": None, "alpha": None, "options": {}, "target_gain": None,
               "mean_protected_change": None, "within_budget": False, "budget_violations": []} for f in failed]
     target = study.target

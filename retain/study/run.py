@@ -58,6 +58,9 @@ class Study:
                                      n_boot=ev.n_boot, seed=ev.seed)
         self.cache = EvalCache(config.cache_dir)
         self.tasks = self._resolve_tasks()
+        # Each finished run's results entry (metrics, paired bootstrap, forgotten examples), by run key:
+        # results.json is rewritten after every run, and a run's entry never changes within a study.
+        self.run_entries: dict[str, dict] = {}
 
     # --- set-up -------------------------------------------------------------------------------------
 
