@@ -200,6 +200,18 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
             "train": TRAIN, "incremental": inc, "scaling": scale, "profile": prof}
 
 
+def goals(result: dict) -> list[dict]:
+    inc, exp = result["incremental"], result["scaling"]["exponent"]
+    return [
+        {"goal": "incremental study <= 1.1x the added method alone", "value": round(inc["median_ratio"], 3),
+         "met": inc["met"]},
+        {"goal": "study time ~ linear in training examples (fitted exponent of training time)",
+         "value": round(exp["training_vs_train_examples"], 3), "met": 0.8 <= exp["training_vs_train_examples"] <= 1.2},
+        {"goal": "evaluation time ~ linear in evaluation examples (fitted exponent)",
+         "value": round(exp["evaluation_vs_eval_examples"], 3), "met": 0.8 <= exp["evaluation_vs_eval_examples"] <= 1.2},
+    ]
+
+
 def main() -> None:
     import sys
 
