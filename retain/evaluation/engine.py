@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from retain.evaluation.greedy import greedy_decode
+from retain.evaluation.greedy import encode, greedy_decode
 from retain.models.formatting import completion_prefix, format_prompt
 from retain.models.loading import LoadedModel
 
@@ -145,18 +145,25 @@ def _loglikelihood_seq2seq(lm, requests, batch_size, chat, progress) -> list[flo
         ctxs = [ordered[j] for j in batch]
         ids, mask = _pad([ctx_ids[c] for c in ctxs], tok.pad_token_id, left=False)
         ids, mask = ids.to(lm.device), mask.to(lm.device)
-        encoder_states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-        rows = [(k, i) for k, c in enumerate(ctxs) for i in by_context[c]]
-        expand = torch.tensor([k for k, _ in rows], device=lm.device)
-        labels, _ = _pad([cont_ids[i] for _, i in rows], -100, left=False)
-        labels = labels.to(lm.device)
-        decoder_in = torch.cat([torch.full_like(labels[:, :1], start), labels[:, :-1]], dim=1)
-        decoder_in = decoder_in.masked_fill(decoder_in == -100, tok.pad_token_id)
-        # Right padding of the labels cannot affect earlier positions: the decoder is causal.
+        encoder_states = encode(model, ids, mask)
+        # One decoder row per distinct (context, decoder input): options that differ only in their last
+        # token (every single-token option, e.g. positive / negative) share one row and one LM head pass.
+        groups: dict[tuple, list[int]] = {}
+        for k, c in enumerate(ctxs):
+            for i in by_context[c]:
+                groups.setdefault((k, start, *cont_ids[i][:-1]), []).append(i)
+        keys = list(groups)
+        expand = torch.tensor([key[0] for key in keys], device=lm.device)
+        decoder_in, _ = _pad([list(key[1:]) for key in keys], tok.pad_token_id, left=False)
+        # Right padding of the decoder inputs cannot affect earlier positions: the decoder is causal.
         logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states[expand]),
-                       attention_mask=mask[expand], decoder_input_ids=decoder_in).logits
-        for (_, i), value in zip(rows, _continuation_logprobs(logits, labels).tolist()):
-            out[i] = value
+                       attention_mask=mask[expand], decoder_input_ids=decoder_in.to(lm.device)).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        rows = [i for key in keys for i in groups[key]]
+        for r, key in enumerate(keys):
+            for i in groups[key]:
+                label = torch.tensor(cont_ids[i], device=lm.device)
+                out[i] = float(logprobs[r, torch.arange(len(label), device=lm.device), label].sum())
         if progress:
             progress(len(rows))
     return out

@@ -39,6 +39,37 @@ def _cache_of(result):
     return cache if cache is not None else getattr(result, "past_key_values", None)
 
 
+def encode(model, ids: torch.Tensor, mask: torch.Tensor, spread: float = 0.85) -> torch.Tensor:
+    """Encoder states of a right-padded batch, computed in chunks of similar length.
+
+    A batch padded to its longest prompt makes the encoder (the bulk of a seq2seq model's evaluation
+    cost) work on padding. Rows are grouped, longest first, into chunks whose shortest row has at least
+    `spread` times the tokens of its longest, each chunk is encoded at its own width, and the states
+    are laid back into one batch (zeros where padded: the attention mask hides them from the decoder).
+    """
+    lengths = mask.sum(1)
+    order = torch.argsort(lengths, descending=True, stable=True).tolist()
+    chunks, current = [], []
+    for i in order:
+        if current and lengths[i] < spread * lengths[current[0]]:
+            chunks.append(current)
+            current = []
+        current.append(i)
+    chunks.append(current)
+    encoder = model.get_encoder()
+    if len(chunks) == 1:
+        return encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    states = None
+    for chunk in chunks:
+        index = torch.tensor(chunk, device=ids.device)
+        width = int(lengths[chunk[0]])
+        part = encoder(input_ids=ids[index, :width], attention_mask=mask[index, :width]).last_hidden_state
+        if states is None:
+            states = part.new_zeros((ids.shape[0], ids.shape[1], part.shape[-1]))
+        states[index, :width] = part
+    return states
+
+
 def _select(cache, keep: torch.Tensor) -> bool:
     select = getattr(cache, "batch_select_indices", None)
     if select is None:
@@ -68,7 +99,7 @@ def greedy_decode(lm, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int
             return None
         from transformers.modeling_outputs import BaseModelOutput
 
-        states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        states = encode(model, ids, mask)
         step_input = torch.full((n, 1), start, dtype=torch.long, device=ids.device)
         past = None
     else:

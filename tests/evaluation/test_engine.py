@@ -109,3 +109,34 @@ def test_greedy_decode_drops_finished_rows_and_matches_generate(lm, monkeypatch)
     assert ours == theirs
     lengths = {len(r) for r in ours}
     assert len(lengths) > 1 and min(lengths) < 10  # rows really finished at different steps
+
+
+def test_seq2seq_shared_decoder_rows_match_direct_loss(tiny_t5_dir):
+    """Options sharing a decoder input (same context, same tokens but the last) share one decoder row;
+    every option's value still equals the model's own loss on that option alone."""
+    lm = load_model(str(tiny_t5_dir), device="cpu")
+    tok, model = lm.tokenizer, lm.model
+    vocab = [t for t in tok.get_vocab() if t.isalpha() and len(t) > 2][:6]
+    options = vocab + [f"{vocab[0]} {vocab[1]}", f"{vocab[0]} {vocab[2]}"]
+    requests = [(p, o) for p in PROMPTS[:3] for o in options]
+    values = engine.loglikelihood(lm, requests, batch_size=2)
+    with torch.no_grad():
+        for (prompt, option), value in zip(requests, values):
+            ids = tok(prompt, return_tensors="pt")["input_ids"]
+            labels = tok(option, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            expected = -model(input_ids=ids, labels=labels).loss.item() * labels.shape[1]
+            assert value == pytest.approx(expected, abs=1e-3)
+
+
+def test_chunked_encoder_equals_padded_batch(tiny_t5_dir):
+    from retain.evaluation.greedy import encode
+
+    lm = load_model(str(tiny_t5_dir), device="cpu")
+    ids, mask = engine._pad(lm.tokenizer(PROMPTS)["input_ids"], lm.tokenizer.pad_token_id, left=False)
+    with torch.no_grad():
+        whole = lm.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        chunked = encode(lm.model, ids, mask)
+    keep = mask.bool()
+    assert torch.allclose(whole[keep], chunked[keep], atol=1e-5)
+    # Chunking happened: the short prompts were not run through the encoder at the longest width.
+    assert torch.count_nonzero(chunked[~keep]) < chunked[~keep].numel()
