@@ -46,10 +46,12 @@ def test_training_flops_equal_torchs_count_of_one_step(gated, n, m):
     assert counter.get_total_flops() == t5_training_flops(config, n, m, causal="full")
     hk = config.num_heads * config.d_kv
     half = t5_training_flops(config, n, m)  # the default counts the causal half of decoder self-attention
-    assert t5_training_flops(config, n, m, causal="full") - half == 12 * hk * config.num_decoder_layers * m * (m - 1) / 2
+    extra = 12 * hk * config.num_decoder_layers * m * (m - 1) / 2  # the masked upper triangle
+    assert t5_training_flops(config, n, m, causal="full") - half == extra
 
 
-@pytest.mark.skipif(not (Path(FLAN) / "config.json").is_file(), reason="needs ../shared/models/flan-t5-small-tokenizer")
+@pytest.mark.skipif(not (Path(FLAN) / "config.json").is_file(),
+                    reason="needs ../shared/models/flan-t5-small-tokenizer")
 def test_flan_t5_small_numbers():
     from transformers import AutoConfig
 

@@ -1,0 +1,465 @@
+"""Training speed: retain vs TRL's `SFTTrainer` (its defaults) vs a pad-to-max-length tutorial `Trainer`.
+
+Same model, same examples, same batch size, optimizer steps and learning rate for every contender;
+the figure is **real (non-padding) tokens per second of training**.
+
+- **Model**: TRL's `SFTTrainer` is for decoder-only models, so this uses a Llama-architecture model of
+  about flan-t5-small's compute (hidden 512, 8 layers, 8 heads of 64, MLP 1376, 58M parameters; a
+  flan-t5-small token touches 22-38M matmul parameters, this one 42M), random weights under seed 0,
+  built once into `--train-cache` and loaded from there by every contender (nothing is downloaded).
+- **Tokenizer**: flan-t5-small's (`../shared/models/flan-t5-small-tokenizer`, same vocabulary and
+  sentencepiece model) without T5's automatic `</s>` after every text: a decoder-only tokenizer must
+  not end the prompt with EOS, and TRL (which appends the EOS text to the completion) would otherwise
+  train on two EOS tokens per example while retain trains on one.
+- **Examples**: DialogSum train through retain's task (`summarization:../shared/data/summarization`),
+  prompt = the task's prompt, completion = `" " + target` (retain's decoder-only formatting,
+  `retain.models.formatting`) + EOS. Only examples that no contender truncates are kept (prompt +
+  completion + EOS <= `--train-max-length`, prompt <= max length - `--train-max-target`, target + EOS <=
+  `--train-max-target`; at the default 1024 / 160 that is all 601). Each run trains one epoch over the
+  first `steps x batch size` of them, so every contender processes the very same real tokens.
+- **Contenders** (`--train-contenders`):
+  - `tutorial`: plain `transformers.Trainer`, every example padded to `--train-max-length` at
+    tokenisation, `default_data_collator`, labels -100 on prompt and padding, fp32;
+  - `trl`: `trl.SFTTrainer` on a prompt/completion dataset with `SFTConfig` defaults except the shared
+    settings (batch size, steps, learning rate = TRL's default 2e-5, seed, no saving or reporting) and
+    `max_length` (= 1024, TRL's default, unless `--train-max-length` says otherwise). Its defaults
+    include `gradient_checkpointing=True` and `bf16=True` (autocast, also on CPU), `packing=False`,
+    `padding_free=False`, completion-only loss for prompt/completion data, dynamic padding, random order;
+  - `trl-fp32`: the same with retain's precision and memory settings (`bf16=False`,
+    `gradient_checkpointing=False`): the like-for-like comparison of the two training loops;
+  - `retain`: `retain.training.train` with method `full` (fp32 on CPU, length-grouped batches, dynamic
+    padding, completion-only loss), warmup 0 (TRL's default), no eval, no checkpoints;
+  - `retain-bf16`: the same with `precision=bf16` (what TRL uses by default);
+  - `retain-full-logits`: `retain` with its LM head run at every position, as before
+    `retain.training.trainer.LabelPositionsHead` (for measuring what that change brings).
+- **Timing**: from the Trainer's `on_train_begin` to `on_train_end` (optimizer steps, data loading and
+  collation, logging; not model loading or dataset preprocessing, which are reported as `setup_seconds`:
+  child start, libraries already imported, to `on_train_begin`). Real tokens are counted the same way
+  for all (attention mask 1, inside `compute_loss`; retain counts them in its trainer the same way);
+  padded tokens are all input positions, so `padding_fraction = 1 - real / padded`. Peak RSS as in
+  `bench/train_speed.py`.
+- Each contender runs in its own child process (clean memory, no shared allocator state), contenders
+  interleaved (`bench/common.py: interleaved`) `--train-reps` times; the figure is the median, and the
+  ratios are computed within each repetition (retain's run over the other contender's run of the same
+  round) and then their median reported.
+
+Run alone: `.venv/bin/python bench/peers/train.py --threads 2` (writes `bench/results/compare_train.json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+BENCH = Path(__file__).resolve().parents[1]
+ROOT = BENCH.parent
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+from common import RESULTS, interleaved, load_average, machine_info, median, write_result  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+FLAN = SHARED / "models" / "flan-t5-small-tokenizer"
+DATA = SHARED / "data" / "summarization"
+CACHE = Path(os.environ.get("RETAIN_CACHE_DIR", Path.home() / ".cache" / "retain")).expanduser() / "bench"
+OUT = RESULTS / "compare_train.json"
+# Llama shape of about flan-t5-small's compute; heads of 64 as in T5 (6 heads there, 8 here).
+SHAPE = {"hidden": 512, "layers": 8, "heads": 8, "kv_heads": 8, "intermediate": 1376}
+CONTENDERS = ("tutorial", "trl", "trl-fp32", "retain", "retain-bf16", "retain-full-logits")
+DEFAULT_CONTENDERS = "tutorial,trl,trl-fp32,retain"
+RATIOS = {  # name -> (numerator, denominator): each computed per repetition, then the median
+    "retain_over_trl": ("retain", "trl"),
+    "retain_over_trl_fp32": ("retain", "trl-fp32"),
+    "retain_over_tutorial": ("retain", "tutorial"),
+    "retain_bf16_over_trl": ("retain-bf16", "trl"),
+    "retain_over_retain_full_logits": ("retain", "retain-full-logits"),
+}
+
+
+# --- the shared model and data (built once, in the parent) ---------------------------------------
+
+def decoder_tokenizer(config_dir: Path = FLAN, max_length: int = 1024):
+    """flan-t5-small's tokenizer (same vocabulary and pieces) without T5's automatic EOS after every text."""
+    import copy
+
+    from tokenizers import processors
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    t5 = AutoTokenizer.from_pretrained(str(config_dir))
+    backend = copy.deepcopy(t5._tokenizer)
+    backend.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B")
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=t5.eos_token, pad_token=t5.pad_token,
+                                   unk_token=t5.unk_token, model_max_length=max_length,
+                                   clean_up_tokenization_spaces=False)
+
+
+def ensure_model(cache: Path = CACHE, seed: int = 0, max_positions: int = 1024) -> Path:
+    """The benchmark's Llama (random weights under `seed`) with its tokenizer, built once into `cache`."""
+    folder = cache / f"llama-flan-t5-small-compute-seed{seed}-pos{max_positions}"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    from retain.models.tiny import save_model, tiny_llama
+
+    tok = decoder_tokenizer(max_length=max_positions)
+    model = tiny_llama(tok, hidden=SHAPE["hidden"], layers=SHAPE["layers"], heads=SHAPE["heads"],
+                       kv_heads=SHAPE["kv_heads"], intermediate=SHAPE["intermediate"], max_positions=max_positions,
+                       seed=seed)
+    tmp = folder.with_name(folder.name + ".tmp")
+    save_model(model, tok, tmp)
+    tmp.replace(folder)  # atomic: a half-written folder is never mistaken for the model
+    return folder
+
+
+def ensure_data(model_dir: Path, cache: Path, max_length: int, max_target: int) -> tuple[Path, int]:
+    """A copy of DialogSum train holding only the examples no contender truncates: (folder, count).
+
+    Lengths come from retain's own encoder (prompt without EOS, `" " + target + EOS`) for the shared
+    tokenizer, untruncated.
+    """
+    from retain.models.loading import load_tokenizer
+    from retain.tasks import get_task
+    from retain.training.data import Encoder, Sample
+
+    folder = cache / f"dialogsum-fit{max_length}-target{max_target}"
+    train = folder / "train.jsonl"
+    if train.is_file():
+        return folder, sum(1 for _ in train.open())
+    tok = load_tokenizer(str(model_dir))
+    enc = Encoder(tok, is_seq2seq=False, max_source_length=10**9, max_target_length=10**9)
+    examples = list(get_task(f"summarization:{DATA}").examples("train"))
+    lines = (DATA / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = [line for line in lines if line.strip()]
+    if len(lines) != len(examples):
+        raise SystemExit(f"{DATA / 'train.jsonl'}: {len(lines)} lines but {len(examples)} examples")
+    kept = []
+    for line, ex in zip(lines, examples):
+        item = enc.encode(Sample(ex.prompt, ex.target, "train"))
+        target = sum(1 for x in item["labels"] if x != -100)
+        prompt = len(item["input_ids"]) - target
+        if len(item["input_ids"]) <= max_length and target <= max_target and prompt <= max_length - max_target:
+            kept.append(line)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = train.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    tmp.replace(train)
+    return folder, len(kept)
+
+
+# --- children: one contender per process ------------------------------------------------------------
+
+def _callbacks():
+    """(timing callback, memory callback, RSS sampler): on_train_begin -> on_train_end wall time, peak RSS."""
+    from transformers import TrainerCallback
+    from train_speed import RssSampler, memory_callback
+
+    sampler = RssSampler()
+
+    class Clock(TrainerCallback):
+        begin = end = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            Clock.begin = time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            Clock.end = time.perf_counter()
+
+    return Clock(), memory_callback(sampler), sampler
+
+
+def _result(kind, started, clock, mem_cb, sampler, steps, real, padded, train_loss, precision, checkpointing) -> dict:
+    from train_speed import memory_report
+
+    seconds = clock.end - clock.begin
+    return {"contender": kind, "steps": steps, "real_tokens": real, "padded_tokens": padded,
+            "padding_fraction": 1 - real / padded if padded else None, "train_seconds": round(seconds, 3),
+            "real_tokens_per_second": real / seconds, "setup_seconds": round(clock.begin - started, 3),
+            "train_loss": train_loss, "precision": precision, "gradient_checkpointing": checkpointing,
+            "memory": memory_report(sampler, mem_cb)}
+
+
+def _counting(trainer_cls, counts: dict):
+    """`trainer_cls` counting real (attention mask) and padded (all positions) training tokens, as retain does."""
+
+    class Counting(trainer_cls):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            if model.training:
+                counts["real"] += int(inputs["attention_mask"].sum())
+                counts["padded"] += inputs["input_ids"].numel()
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    return Counting
+
+
+def _texts(tok, task_spec: str, n: int) -> list[tuple[str, str]]:
+    """(prompt, completion) pairs as retain builds them for a decoder-only model (EOS not included)."""
+    from retain.models.formatting import completion_prefix, format_prompt
+    from retain.tasks import get_task
+
+    out = []
+    for ex in get_task(task_spec).examples("train", n):
+        prompt = format_prompt(tok, ex.prompt, False)
+        out.append((prompt, completion_prefix(prompt, False) + ex.target))
+    return out
+
+
+def child_retain(a, started: float) -> dict:
+    from retain.methods import make_method
+    from retain.training import train
+    from retain.training.config import make_settings
+
+    clock, mem_cb, sampler = _callbacks()
+    if a.child == "retain-full-logits":
+        from retain.training import trainer
+
+        trainer.LabelPositionsHead.attach = classmethod(lambda cls, model: None)
+    precision = "bf16" if a.child == "retain-bf16" else "fp32"
+    settings = make_settings({
+        "max_steps": a.steps, "batch_size": a.batch_size, "train_examples": a.steps * a.batch_size,
+        "eval_examples": 0, "learning_rate": a.lr, "warmup": 0.0, "save_steps": 10**6, "logging_steps": a.steps,
+        "progress": False, "max_source_length": a.max_length - a.max_target, "max_target_length": a.max_target,
+        "seed": 0, "precision": precision, "device": "cpu"})
+    with tempfile.TemporaryDirectory() as tmp:
+        r = train(a.model, a.task, make_method("full", {}), settings, Path(tmp) / "run", callbacks=[clock, mem_cb])
+    m = r.metadata
+    real, padded = m["real_tokens"], round(m["real_tokens"] / (1 - m["padding_fraction"]))
+    return _result(a.child, started, clock, mem_cb, sampler, m["steps"], real, padded, m["train_loss"], precision,
+                   False)
+
+
+def child_trl(a, started: float) -> dict:
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    clock, mem_cb, sampler = _callbacks()
+    tok = AutoTokenizer.from_pretrained(a.model)
+    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
+    ds = datasets.Dataset.from_list([{"prompt": p, "completion": c}
+                                     for p, c in _texts(tok, a.task, a.steps * a.batch_size)])
+    counts = {"real": 0, "padded": 0}
+    matched = a.child == "trl-fp32"
+    extra = {"bf16": False, "gradient_checkpointing": False} if matched else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = SFTConfig(output_dir=tmp, per_device_train_batch_size=a.batch_size, max_steps=a.steps,
+                        learning_rate=a.lr, max_length=a.max_length, seed=0, save_strategy="no", report_to="none",
+                        logging_steps=a.steps, disable_tqdm=True, use_cpu=True, **extra)
+        trainer = _counting(SFTTrainer, counts)(model=model, args=cfg, train_dataset=ds, processing_class=tok,
+                                                callbacks=[clock, mem_cb])
+        out = trainer.train()
+    return _result(a.child, started, clock, mem_cb, sampler, trainer.state.global_step, counts["real"],
+                   counts["padded"], out.training_loss, "bf16" if cfg.bf16 else "fp32", cfg.gradient_checkpointing)
+
+
+def child_tutorial(a, started: float) -> dict:
+    """The usual recipe: tokenise with padding="max_length", plain Trainer, default collator."""
+    import datasets
+    import torch
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments,
+                              default_data_collator)
+
+    clock, mem_cb, sampler = _callbacks()
+    tok = AutoTokenizer.from_pretrained(a.model)
+    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
+
+    def preprocess(prompt: str, completion: str) -> dict:
+        n_prompt = len(tok(prompt)["input_ids"])
+        enc = tok(prompt + completion + tok.eos_token, padding="max_length", max_length=a.max_length,
+                  truncation=True)
+        labels = [t if m and i >= n_prompt else -100
+                  for i, (t, m) in enumerate(zip(enc["input_ids"], enc["attention_mask"]))]
+        return {**enc, "labels": labels}
+
+    ds = datasets.Dataset.from_list([preprocess(p, c) for p, c in _texts(tok, a.task, a.steps * a.batch_size)])
+    counts = {"real": 0, "padded": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        targs = TrainingArguments(output_dir=tmp, per_device_train_batch_size=a.batch_size, max_steps=a.steps,
+                                  learning_rate=a.lr, seed=0, save_strategy="no", report_to="none",
+                                  logging_steps=a.steps, disable_tqdm=True, use_cpu=True)
+        trainer = _counting(Trainer, counts)(model=model, args=targs, train_dataset=ds,
+                                             data_collator=default_data_collator, processing_class=tok,
+                                             callbacks=[clock, mem_cb])
+        out = trainer.train()
+    return _result(a.child, started, clock, mem_cb, sampler, trainer.state.global_step, counts["real"],
+                   counts["padded"], out.training_loss, "fp32", False)
+
+
+def child_main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--child", choices=CONTENDERS, required=True)
+    for name in ("--model", "--task"):
+        p.add_argument(name, required=True)
+    for name in ("--steps", "--batch-size", "--max-length", "--max-target", "--threads"):
+        p.add_argument(name, type=int, required=True)
+    p.add_argument("--lr", type=float, required=True)
+    a = p.parse_args(argv)
+    import torch
+    import transformers  # noqa: F401  (imported before the clock starts, like trl below)
+
+    torch.set_num_threads(a.threads)
+    if a.child.startswith("trl"):
+        import trl  # noqa: F401
+    else:
+        import retain.training  # noqa: F401
+    started = time.perf_counter()
+    fn = {"tutorial": child_tutorial, "trl": child_trl, "trl-fp32": child_trl}.get(a.child, child_retain)
+    print(json.dumps(fn(a, started)))
+
+
+# --- driver --------------------------------------------------------------------------------------------
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("training vs TRL and the tutorial (--train-...)")
+    g.add_argument("--train-reps", type=int, default=3, help="runs per contender, interleaved (median reported)")
+    g.add_argument("--train-steps", type=int, default=12, help="optimizer steps per run (one epoch of "
+                                                                 "steps x batch size examples)")
+    g.add_argument("--train-batch-size", type=int, default=8)
+    g.add_argument("--train-lr", type=float, default=2e-5, help="learning rate of every contender (TRL's default)")
+    g.add_argument("--train-max-length", type=int, default=1024,
+                   help="max prompt + completion tokens for every contender (TRL's default max_length); the "
+                        "tutorial pads to it")
+    g.add_argument("--train-max-target", type=int, default=160, help="retain's max_target_length (its "
+                                                                     "max_source_length is the rest)")
+    g.add_argument("--train-contenders", default=DEFAULT_CONTENDERS,
+                   help=f"comma-separated, from {', '.join(CONTENDERS)}")
+    g.add_argument("--train-cache", type=Path, default=CACHE, help="where the model and data copy are built once")
+
+
+def run_child(kind: str, args, model: Path, task: str, threads: int) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--model", str(model), "--task", task,
+           "--steps", str(args.train_steps), "--batch-size", str(args.train_batch_size),
+           "--max-length", str(args.train_max_length), "--max-target", str(args.train_max_target),
+           "--threads", str(threads), "--lr", str(args.train_lr)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)]), "TOKENIZERS_PARALLELISM": "false",
+           "OMP_NUM_THREADS": str(threads), "TRANSFORMERS_VERBOSITY": "error"}
+    load_before = load_average()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["load_average_before"] = load_before
+    return result
+
+
+def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
+    """Interleaved runs of every contender; medians of real tokens/s and per-repetition ratios."""
+    threads = getattr(args, "threads", None) or 2
+    contenders = [c.strip() for c in args.train_contenders.split(",") if c.strip()]
+    unknown = set(contenders) - set(CONTENDERS)
+    if unknown:
+        raise SystemExit(f"unknown --train-contenders {sorted(unknown)} (use {', '.join(CONTENDERS)})")
+    if args.train_max_target >= args.train_max_length:
+        raise SystemExit("--train-max-target must be below --train-max-length")
+    cache = Path(args.train_cache)
+    model = ensure_model(cache, max_positions=max(1024, args.train_max_length))
+    data, n_fit = ensure_data(model, cache, args.train_max_length, args.train_max_target)
+    n = args.train_steps * args.train_batch_size
+    if n > n_fit:
+        raise SystemExit(f"{args.train_steps} steps x {args.train_batch_size} = {n} examples, but only {n_fit} fit")
+    task = f"summarization:{data}"
+    log(f"[train] {', '.join(contenders)}: {args.train_reps} reps x {args.train_steps} steps x batch "
+        f"{args.train_batch_size}, {threads} threads, model {model}")
+
+    runs: dict[str, list[dict]] = {c: [] for c in contenders}
+
+    def contender(kind: str):
+        def go():
+            r = run_child(kind, args, model, task, threads)
+            runs[kind].append(r)
+            log(f"[train]   {kind:<11} {r['real_tokens_per_second']:7.1f} real tokens/s, train "
+                f"{r['train_seconds']:.1f} s, setup {r['setup_seconds']:.1f} s, padding {r['padding_fraction']:.1%}")
+            return r
+        return go
+
+    timings = interleaved({c: contender(c) for c in contenders}, reps=args.train_reps,
+                          warmups={c: (lambda: None) for c in contenders}, log=log)
+    summary = {}
+    for c, rs in runs.items():
+        summary[c] = {
+            "real_tokens_per_second_median": median([r["real_tokens_per_second"] for r in rs]),
+            "train_seconds_median": median([r["train_seconds"] for r in rs]),
+            "setup_seconds_median": median([r["setup_seconds"] for r in rs]),
+            "process_seconds_median": timings[c].median,
+            "real_tokens": rs[0]["real_tokens"], "padding_fraction": rs[0]["padding_fraction"],
+            "precision": rs[0]["precision"], "gradient_checkpointing": rs[0]["gradient_checkpointing"],
+            "rss_peak_delta_median": median([r["memory"]["rss_peak_delta"] for r in rs]),
+        }
+    ratios = {}
+    for name, (num, den) in RATIOS.items():
+        if num in runs and den in runs:
+            per_rep = [a["real_tokens_per_second"] / b["real_tokens_per_second"] for a, b in zip(runs[num], runs[den])]
+            ratios[name] = {"median": median(per_rep), "per_rep": per_rep}
+    goals = {}
+    if "retain_over_trl" in ratios:
+        goals["retain_at_least_trl_defaults"] = ratios["retain_over_trl"]["median"] >= 1.0
+    if "retain_over_trl_fp32" in ratios:
+        goals["retain_at_least_trl_same_precision"] = ratios["retain_over_trl_fp32"]["median"] >= 1.0
+    if "retain_over_tutorial" in ratios:
+        goals["retain_at_least_2x_tutorial"] = ratios["retain_over_tutorial"]["median"] >= 2.0
+    for name, r in ratios.items():
+        log(f"[train] {name}: {r['median']:.2f}x (per rep {', '.join(f'{x:.2f}' for x in r['per_rep'])})")
+    import trl
+
+    return {
+        "what": "real (non-padding) tokens per second of training (on_train_begin -> on_train_end)",
+        "model": {"path": str(model), "architecture": "LlamaForCausalLM, random weights, seed 0", **SHAPE,
+                  "tokenizer": f"{FLAN} without the automatic trailing </s>"},
+        "data": {"task": task, "source": str(DATA / "train.jsonl"), "examples_that_fit": n_fit,
+                 "examples_per_run": n, "epochs": 1},
+        "settings": {"reps": args.train_reps, "steps": args.train_steps, "batch_size": args.train_batch_size,
+                     "learning_rate": args.train_lr, "max_length": args.train_max_length,
+                     "retain_max_source_length": args.train_max_length - args.train_max_target,
+                     "retain_max_target_length": args.train_max_target, "threads": threads,
+                     "contenders": contenders, "trl_version": trl.__version__},
+        "summary": summary,
+        "ratios": ratios,
+        "goals": goals,
+        "runs": runs,
+    }
+
+
+def main() -> None:
+    if "--child" in sys.argv:
+        child_main(sys.argv[1:])
+        return
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=2, help="torch threads of every contender")
+    p.add_argument("--out", type=Path, default=OUT)
+    add_args(p)
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    before = machine_info()
+    doc = {"benchmark": "compare.train", "machine": before, "train": run(args, log),
+           "load_average_after": load_average()}
+    path = write_result(doc, args.out)
+    print(json.dumps({"summary": doc["train"]["summary"], "ratios": doc["train"]["ratios"],
+                      "goals": doc["train"]["goals"]}, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
+
+
+def goals(section: dict) -> list[dict]:
+    """The issue's goals for this section, for bench/compare.py's goals table."""
+    r = section["ratios"]
+    out = [{"goal": "train: retain real tokens/s >= TRL SFTTrainer (its defaults)",
+            "value": round(r["retain_over_trl"]["median"], 3), "met": r["retain_over_trl"]["median"] >= 1.0}]
+    if "retain_over_tutorial" in r:
+        out.append({"goal": "train: retain real tokens/s >= 2x the pad-to-max tutorial Trainer",
+                    "value": round(r["retain_over_tutorial"]["median"], 3),
+                    "met": r["retain_over_tutorial"]["median"] >= 2.0})
+    return out
