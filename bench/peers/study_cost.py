@@ -41,7 +41,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--study-reps", type=int, default=3, help="repetitions of the incremental measurement")
     g.add_argument("--study-train-sizes", type=int, nargs="+", default=[250, 500, 1000, 2000])
     g.add_argument("--study-eval-sizes", type=int, nargs="+", default=[50, 100, 200, 400])
-    g.add_argument("--study-incremental-examples", type=int, default=1000,
+    g.add_argument("--study-incremental-examples", type=int, default=2000,
                    help="training examples of the incremental study's runs")
 
 
@@ -104,6 +104,7 @@ def incremental(model: Path, args, log) -> dict:
             lora = next(r for r in doc["runs"] if r["name"] == "lora")
             rows.append({"first_study_seconds": round(first, 2), "rerun_with_added_method_seconds": round(added, 2),
                          "method_alone_seconds": round(alone, 2), "ratio": round(added / alone, 3),
+                         "overhead_seconds": round(added - alone, 2),
                          "added_run_train_seconds": lora["cost"]["train_seconds"],
                          "added_run_eval_seconds": lora["cost"]["eval_seconds"]})
             log(f"  incremental rep {rep}: rerun {added:.1f}s, alone {alone:.1f}s, ratio {added / alone:.3f}")

@@ -13,6 +13,10 @@ Stages, each resumable after an interruption (results are written atomically, tr
    `docs/benchmarks/real-study/` (no weights).
 
 Timings of each stage, with the machine, are in `OUT/timings.json` and the published `timings.json`.
+
+`--compare-to docs/benchmarks/real-study/results.json` checks a rerun against the committed report:
+for every run and task, the rerun's change against the base must lie within the committed change's
+95% confidence interval widened by the rerun's own (the difference of two noisy estimates).
 """
 
 from __future__ import annotations
@@ -45,7 +49,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=HERE / "out")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     p.add_argument("--no-publish", action="store_true", help="leave docs/benchmarks alone")
+    p.add_argument("--compare-to", type=Path, default=None,
+                   help="a published results.json: report whether this run's changes agree within noise "
+                        "(implies --no-publish)")
     return p.parse_args(argv)
+
+
+def agreement(old: dict, new: dict) -> list[dict]:
+    """Per run and task: committed and rerun change against the base, and whether they agree within noise."""
+    rows = []
+    old_runs = {r["name"]: r for r in old["runs"] if r.get("status") == "done"}
+    for run in new["runs"]:
+        if run.get("status") != "done" or run["name"] not in old_runs:
+            continue
+        for task, c in run["change"].items():
+            o = old_runs[run["name"]]["change"].get(task)
+            if o is None:
+                continue
+            half = lambda ch: (ch["ci95"][1] - ch["ci95"][0]) / 2  # noqa: E731
+            tolerance = (half(o) ** 2 + half(c) ** 2) ** 0.5 + 1e-9
+            rows.append({"run": run["name"], "task": task, "committed": round(o["delta"], 4),
+                         "rerun": round(c["delta"], 4), "tolerance": round(tolerance, 4),
+                         "agrees": abs(o["delta"] - c["delta"]) <= tolerance})
+    return rows
 
 
 def publish(study_out: Path, timings: dict) -> None:
@@ -99,7 +125,16 @@ def main(argv=None) -> None:
     timings["runs"] = {r["name"]: r.get("cost") for r in doc["runs"]}
     atomic_write_json(args.out / "timings.json", timings)
     print_summary(doc, study_out, console)
-    if not args.no_publish:
+    if args.compare_to is not None:
+        rows = agreement(read_json(args.compare_to), doc)
+        for r in rows:
+            mark = "ok " if r["agrees"] else "DIFF"
+            console.print(f"{mark} {r['run']:<28} {r['task']:<45} committed {r['committed']:+.3f} "
+                          f"rerun {r['rerun']:+.3f} (tolerance {r['tolerance']:.3f})")
+        agree = sum(r["agrees"] for r in rows)
+        console.print(f"{agree}/{len(rows)} changes agree with {args.compare_to} within noise")
+        atomic_write_json(args.out / "agreement.json", {"compared_to": str(args.compare_to), "rows": rows})
+    elif not args.no_publish:
         publish(study_out, timings)
         console.print(f"published to {PUBLISH}")
 
