@@ -22,6 +22,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"  # real task data and the flan-t5-small config (never in the repository)
+FLAN = SHARED / "models" / "flan-t5-small-tokenizer"
+# Models the benches build once (random weights from local configs): beside retain's own cache.
+CACHE = Path(os.environ.get("RETAIN_CACHE_DIR", Path.home() / ".cache" / "retain")).expanduser() / "bench"
 RESULTS = REPO / "bench" / "results"
 
 

@@ -50,14 +50,11 @@ BENCH = Path(__file__).resolve().parents[1]
 ROOT = BENCH.parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
-from common import RESULTS, load_average, machine_info, median, write_result  # noqa: E402
+from common import CACHE, FLAN, SHARED, RESULTS, load_average, machine_info, median, write_result  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
-FLAN = SHARED / "models" / "flan-t5-small-tokenizer"
 DATA = SHARED / "data" / "summarization" / "train.jsonl"
 TASK = f"summarization:{DATA}"  # what bench/train_speed.py trains on
 MAX_SOURCE, MAX_TARGET = 512, 128  # bench/train_speed.py's (and retain's default) max lengths
-CACHE = Path(os.environ.get("RETAIN_CACHE_DIR", Path.home() / ".cache" / "retain")).expanduser() / "bench"
 OUT = RESULTS / "compare_headroom.json"
 
 

@@ -62,12 +62,9 @@ BENCH = Path(__file__).resolve().parents[1]
 ROOT = BENCH.parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
-from common import RESULTS, interleaved, load_average, machine_info, median, write_result  # noqa: E402
+from common import CACHE, FLAN, SHARED, RESULTS, interleaved, load_average, machine_info, median, write_result  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
-FLAN = SHARED / "models" / "flan-t5-small-tokenizer"
 DATA = SHARED / "data" / "summarization"
-CACHE = Path(os.environ.get("RETAIN_CACHE_DIR", Path.home() / ".cache" / "retain")).expanduser() / "bench"
 OUT = RESULTS / "compare_train.json"
 # Llama shape of about flan-t5-small's compute; heads of 64 as in T5 (6 heads there, 8 here).
 SHAPE = {"hidden": 512, "layers": 8, "heads": 8, "kv_heads": 8, "intermediate": 1376}
