@@ -9,10 +9,11 @@ such as `sentiment:PATH`); `get_task(spec)` resolves what a user typed.
 
 from __future__ import annotations
 
+
 import hashlib
 import json
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal, Mapping
 
@@ -208,7 +209,9 @@ def get_task(spec: str) -> Task:
     if spec in _FAMILIES:
         from retain.tasks.data_dir import default_family_path
 
-        return _FAMILIES[spec](default_family_path(spec))
+        # Named as the user wrote it ("ner"), not by the folder it resolved to: reports stay readable and
+        # machine-independent. The data itself is identified by its hash (see `identity`), not the name.
+        return replace(_FAMILIES[spec](default_family_path(spec)), name=spec)
     raise UserError(
         f"unknown task {spec!r} (known tasks: {', '.join(task_names())}; "
         f"file-backed: FAMILY:PATH with FAMILY one of {', '.join(family_names())}; or a task .yaml file)"

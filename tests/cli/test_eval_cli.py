@@ -120,7 +120,7 @@ def test_data_dir_flag_resolves_family_names(tiny_t5_dir, tmp_path, cache_dir, c
     code, _, err = run_cli(["--data-dir", str(tmp_path / "data"), "eval", "--model", str(tiny_t5_dir),
                             "--task", "sentiment", "--out", str(out)], capsys)
     assert code == 0, err
-    (task,) = json.loads(out.read_text())["tasks"].values()
-    assert task["n"] == 2
+    tasks = json.loads(out.read_text())["tasks"]
+    assert list(tasks) == ["sentiment"] and tasks["sentiment"]["n"] == 2  # named as written, not by its path
     code, _, err = run_cli(["--data-dir", str(tmp_path / "missing"), "tasks"], capsys)
     assert code == 2 and "missing" in err and err.count("\n") == 1
