@@ -9,7 +9,6 @@ such as `sentiment:PATH`); `get_task(spec)` resolves what a user typed.
 
 from __future__ import annotations
 
-
 import hashlib
 import json
 import string
