@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.retain-installed
 
-.PHONY: test demo setup bench clean
+.PHONY: test demo setup bench compare real-study clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,15 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/eval_speed.py
+
+# The peers (lm-eval, TRL) are the `bench` extra; about an hour on 2 CPU cores (see bench/README.md).
+compare: $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,bench]"
+	$(PY) bench/compare.py
+
+# The real-data study: base pre-training + study + report to docs/benchmarks (under an hour on 2 cores).
+real-study: $(STAMP)
+	$(PY) bench/real_study/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
