@@ -37,17 +37,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, interleaved, load_average, machine_info, write_result  # noqa: E402
+from common import REPO, RESULTS, SHARED, interleaved, load_average, machine_info, write_result  # noqa: E402
 
 from retain.evaluation import engine  # noqa: E402
 from retain.models.formatting import completion_prefix  # noqa: E402
 from retain.models.loading import LoadedModel, load_model  # noqa: E402
 from retain.models.tiny import (  # noqa: E402
-    TINY_T5_SHRINK, model_from_config_dir, save_model, tiny_llama, train_tokenizer,
+    TINY_T5_SHRINK, model_from_config_dir, save_model, tiny_llama, train_tokenizer, zero_special_output_rows,
 )
 from retain.tasks import Example, Task, get_task  # noqa: E402
 
-SHARED = REPO.parent / "shared"
 GOAL = 5.0  # the speed-up retain should reach over the naive loop on CPU, for each task kind
 
 
@@ -152,14 +151,6 @@ class WorkCounter:
 
 # --- models and tasks ------------------------------------------------------------------------------
 
-def _varied(model, tokenizer):
-    """Zero the output rows of PAD/UNK/BOS so random weights emit ordinary tokens (as tests/conftest.py)."""
-    with torch.no_grad():
-        for tid in {tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.bos_token_id} - {None}:
-            model.get_output_embeddings().weight[tid].zero_()
-    return model
-
-
 def build_flan_t5(config_dir: Path, out: Path, shrink: dict | None) -> LoadedModel:
     from transformers import AutoModelForSeq2SeqLM
 
@@ -167,7 +158,7 @@ def build_flan_t5(config_dir: Path, out: Path, shrink: dict | None) -> LoadedMod
 
     model_from_config_dir(config_dir, out, seed=0, shrink=shrink)
     tokenizer = load_tokenizer(str(out))
-    save_model(_varied(AutoModelForSeq2SeqLM.from_pretrained(out), tokenizer), tokenizer, out)
+    save_model(zero_special_output_rows(AutoModelForSeq2SeqLM.from_pretrained(out), tokenizer), tokenizer, out)
     return load_model(str(out), device="cpu", dtype="float32")
 
 
@@ -175,7 +166,7 @@ def build_tiny_llama(texts: list[str], out: Path) -> LoadedModel:
     tokenizer = train_tokenizer(texts, vocab_size=2000, append_eos=False)
     # Dialogues in a 2,000-token BPE vocabulary run to ~560 tokens: leave room for them and the answer.
     model = tiny_llama(tokenizer, max_positions=4096)
-    save_model(_varied(model, tokenizer), tokenizer, out)
+    save_model(zero_special_output_rows(model, tokenizer), tokenizer, out)
     return load_model(str(out), device="cpu", dtype="float32")
 
 

@@ -49,37 +49,26 @@ def causal_tokenizer(corpus):
     return train_tokenizer(corpus, vocab_size=600, append_eos=False)
 
 
-def _varied(model, tokenizer):
-    """Random tiny models tend to emit PAD forever; zero the special-token rows of the output layer so
-    greedy decoding produces varied ordinary tokens (EOS stays reachable through ordinary growth)."""
-    import torch
-
-    with torch.no_grad():
-        for tid in (tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.bos_token_id):
-            model.get_output_embeddings().weight[tid].zero_()
-    return model
-
-
 @pytest.fixture(scope="session")
 def tiny_t5_dir(tmp_path_factory, t5_tokenizer) -> Path:
-    from retain.models.tiny import save_model, tiny_t5
+    from retain.models.tiny import save_model, tiny_t5, zero_special_output_rows
 
-    return save_model(_varied(tiny_t5(t5_tokenizer, seed=0), t5_tokenizer), t5_tokenizer, tmp_path_factory.mktemp("tiny-t5"))
+    return save_model(zero_special_output_rows(tiny_t5(t5_tokenizer, seed=0), t5_tokenizer), t5_tokenizer, tmp_path_factory.mktemp("tiny-t5"))
 
 
 @pytest.fixture(scope="session")
 def tiny_t5_other_dir(tmp_path_factory, t5_tokenizer) -> Path:
     """Same architecture and tokenizer as `tiny_t5_dir`, different weights (seed 1)."""
-    from retain.models.tiny import save_model, tiny_t5
+    from retain.models.tiny import save_model, tiny_t5, zero_special_output_rows
 
-    return save_model(_varied(tiny_t5(t5_tokenizer, seed=1), t5_tokenizer), t5_tokenizer, tmp_path_factory.mktemp("tiny-t5-b"))
+    return save_model(zero_special_output_rows(tiny_t5(t5_tokenizer, seed=1), t5_tokenizer), t5_tokenizer, tmp_path_factory.mktemp("tiny-t5-b"))
 
 
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory, causal_tokenizer) -> Path:
-    from retain.models.tiny import save_model, tiny_llama
+    from retain.models.tiny import save_model, tiny_llama, zero_special_output_rows
 
-    return save_model(_varied(tiny_llama(causal_tokenizer, seed=0), causal_tokenizer), causal_tokenizer, tmp_path_factory.mktemp("tiny-llama"))
+    return save_model(zero_special_output_rows(tiny_llama(causal_tokenizer, seed=0), causal_tokenizer), causal_tokenizer, tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture()

@@ -56,16 +56,13 @@ from typing import Any, Callable  # noqa: E402
 BENCH = Path(__file__).resolve().parents[1]
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
-from common import REPO, RESULTS, interleaved, load_average, machine_info, write_result  # noqa: E402
+from common import CACHE, FLAN, REPO, RESULTS, SHARED, interleaved, load_average, machine_info, write_result  # noqa: E402
 
-SHARED = REPO.parent / "shared"
 # Preferred model: the real-data study's full fine-tune on DialogSum (it writes summaries that end, as a
 # model evaluated after fine-tuning does), else that study's base model.
 REAL_MODELS = (REPO / "bench" / "real_study" / "out" / "study" / "runs" / "full-s0" / "train",
                REPO / "bench" / "real_study" / "out" / "base" / "model")
 REAL_MODEL = REAL_MODELS[-1]
-TOKENIZER_DIR = SHARED / "models" / "flan-t5-small-tokenizer"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "retain-bench"
 GOALS = {"choice": 2.0, "generate": 1.2}  # retain / lm-eval at equal batch size, at least
 TASK_NAMES = {"choice": "retain_bench_sentiment", "generate": "retain_bench_summarization"}
 WARMUP_EXAMPLES = 4
@@ -86,7 +83,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("eval: retain's evaluation engine vs lm-evaluation-harness")
     g.add_argument("--eval-model", type=Path, default=None,
                    help=f"local HF seq2seq model folder (default: {REAL_MODEL.relative_to(REPO)} if it exists, "
-                        "else a random-weight shrunk flan-t5-small built once under ~/.cache/retain-bench)")
+                        "else a random-weight shrunk flan-t5-small built once under ~/.cache/retain/bench)")
     g.add_argument("--eval-data", type=Path, default=SHARED / "data",
                    help="folder with sentiment/test.jsonl and summarization/test.jsonl")
     g.add_argument("--eval-limit", type=int, default=300,
@@ -110,16 +107,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 # --- model ------------------------------------------------------------------------------------------
 
-def _varied(model, tokenizer):
-    """Zero the output rows of PAD/UNK/BOS so random weights emit ordinary tokens (as tests/conftest.py)."""
-    import torch
-
-    with torch.no_grad():
-        for tid in {tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.bos_token_id} - {None}:
-            model.get_output_embeddings().weight[tid].zero_()
-    return model
-
-
 def resolve_model(path: Path | None, log: Log) -> tuple[Path, str]:
     """The model folder and where it came from; builds the random fallback once into the cache."""
     if path is not None:
@@ -135,14 +122,14 @@ def resolve_model(path: Path | None, log: Log) -> tuple[Path, str]:
     from transformers import AutoModelForSeq2SeqLM
 
     from retain.models.loading import load_tokenizer
-    from retain.models.tiny import TINY_T5_SHRINK, model_from_config_dir, save_model
+    from retain.models.tiny import TINY_T5_SHRINK, model_from_config_dir, save_model, zero_special_output_rows
 
     log(f"building the fallback model into {out} ...")
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=CACHE))
-    model_from_config_dir(TOKENIZER_DIR, tmp, seed=0, shrink=TINY_T5_SHRINK)
+    model_from_config_dir(FLAN, tmp, seed=0, shrink=TINY_T5_SHRINK)
     tokenizer = load_tokenizer(str(tmp))
-    save_model(_varied(AutoModelForSeq2SeqLM.from_pretrained(tmp), tokenizer), tokenizer, tmp)
+    save_model(zero_special_output_rows(AutoModelForSeq2SeqLM.from_pretrained(tmp), tokenizer), tokenizer, tmp)
     if out.exists():  # a half-built folder from an interrupted run
         import shutil
 

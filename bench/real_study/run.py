@@ -34,7 +34,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from common import machine_info  # noqa: E402
 
-from real_study.base import build_base  # noqa: E402
+from real_study.base import RECORD, build_base  # noqa: E402
 
 CONFIG = HERE / "study.yaml"
 PUBLISH = REPO / "docs" / "benchmarks" / "real-study"
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
 
     from retain.cli import quiet_libraries
     from retain.cli.study import print_summary, run_with_progress
-    from retain.io import atomic_write_json
+    from retain.io import atomic_write_json, read_json
     from retain.study.config import load_study_config
 
     quiet_libraries()
@@ -113,10 +113,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     model_dir = build_base(args.flan, args.out, log=console.print)
     timings["stages"]["base_seconds_this_call"] = round(time.perf_counter() - t0, 1)
-    record = (model_dir / "real-base.json")
-    from retain.io import read_json
-
-    timings["stages"]["base_build_seconds"] = read_json(record).get("build_seconds")
+    timings["stages"]["base_build_seconds"] = read_json(model_dir / RECORD).get("build_seconds")
     t1 = time.perf_counter()
     config = load_study_config(CONFIG, {"model": str(model_dir)})
     study_out = args.out / "study"

@@ -159,13 +159,12 @@ def _loglikelihood_seq2seq(lm, requests, batch_size, chat, progress) -> list[flo
         logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states[expand]),
                        attention_mask=mask[expand], decoder_input_ids=decoder_in.to(lm.device)).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        rows = [i for key in keys for i in groups[key]]
         for r, key in enumerate(keys):
             for i in groups[key]:
                 label = torch.tensor(cont_ids[i], device=lm.device)
                 out[i] = float(logprobs[r, torch.arange(len(label), device=lm.device), label].sum())
         if progress:
-            progress(len(rows))
+            progress(sum(len(members) for members in groups.values()))
     return out
 
 

@@ -150,6 +150,8 @@ def save_wise_ft(run, alphas: Sequence[float], out_root: str | Path | None = Non
     """
     from safetensors.torch import save_file
 
+    from retain.training.export import model_files
+
     alphas = [_check_alpha(a) for a in alphas]
     out_dir, meta = _run(run)
     root = Path(out_root) if out_root is not None else out_dir / "wise-ft"
@@ -162,9 +164,8 @@ def save_wise_ft(run, alphas: Sequence[float], out_root: str | Path | None = Non
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         if lora:
-            for f in out_dir.iterdir():
-                # The adapter config and tokenizer files; not the run's own metadata.
-                if f.is_file() and f.suffix in (".json", ".model", ".txt") and f.name != "metadata.json":
+            for f in model_files(out_dir):  # adapter config and tokenizer; the weights are rescaled below
+                if f.name != ADAPTER_WEIGHTS:
                     shutil.copy(f, tmp / f.name)
             save_file(_scaled_lora_state(out_dir, alpha), str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
             ref = ModelRef(meta["base_model"], str(dest))

@@ -98,6 +98,18 @@ def tiny_llama(tokenizer, hidden: int = 64, layers: int = 2, heads: int = 4, kv_
     return LlamaForCausalLM(config).eval()
 
 
+def zero_special_output_rows(model, tokenizer):
+    """Zero the output-layer rows of PAD, UNK and BOS, in place; returns the model.
+
+    Random-weight models tend to emit PAD forever under greedy decoding; without those rows they write
+    varied ordinary tokens (EOS stays reachable), which is what tests and benchmarks of generation need.
+    """
+    with torch.no_grad():
+        for tid in {tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.bos_token_id} - {None}:
+            model.get_output_embeddings().weight[tid].zero_()
+    return model
+
+
 def save_model(model, tokenizer, out: str | Path) -> Path:
     """Save model (safetensors) and tokenizer in the standard Hugging Face layout."""
     out = Path(out)

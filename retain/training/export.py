@@ -17,6 +17,12 @@ MODEL_SUFFIXES = (".json", ".safetensors", ".model", ".txt")
 RUN_ONLY_FILES = ("metadata.json", "trainer_state.json", "training_args.json")
 
 
+def model_files(run_dir: str | Path) -> list[Path]:
+    """The files of a run folder that make up its model (weights, configs, tokenizer), not its records."""
+    return [f for f in sorted(Path(run_dir).iterdir())
+            if f.is_file() and f.suffix in MODEL_SUFFIXES and f.name not in RUN_ONLY_FILES]
+
+
 def export_model(run_dir: str | Path, dest: str | Path, record_name: str, record: Mapping[str, Any]) -> Path:
     """Copy the model files of a finished run into `dest` with a JSON build record.
 
@@ -33,9 +39,8 @@ def export_model(run_dir: str | Path, dest: str | Path, record_name: str, record
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for f in sorted(run_dir.iterdir()):
-        if f.is_file() and f.suffix in MODEL_SUFFIXES and f.name not in RUN_ONLY_FILES:
-            shutil.copy(f, tmp / f.name)
+    for f in model_files(run_dir):
+        shutil.copy(f, tmp / f.name)
     meta = run_dir / "metadata.json"
     atomic_write_json(tmp / record_name, {**record, "train_metadata": read_json(meta) if meta.is_file() else None})
     shutil.rmtree(dest, ignore_errors=True)
