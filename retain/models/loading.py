@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from retain.errors import UserError, one_line
-from retain.models.fingerprint import fingerprint_path, fingerprint_state
+from retain.models.fingerprint import fingerprint_model, fingerprint_path
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def load_model(
         model = _attach_adapter(model, adapter)
     model.to(dev)
     model.eval()
-    fp = _fingerprint(model, source_dir, adapter)
+    fp = _fingerprint(model, tokenizer, source_dir, adapter)
     return LoadedModel(model=model, tokenizer=tokenizer, name=name_or_path, is_seq2seq=seq2seq,
                        fingerprint=fp, adapter=adapter, source_dir=source_dir)
 
@@ -195,12 +195,12 @@ def _hub_snapshot_dir(name: str) -> str | None:
         return None
 
 
-def _fingerprint(model, source_dir: str | None, adapter: str | None) -> str:
+def _fingerprint(model, tokenizer, source_dir: str | None, adapter: str | None) -> str:
     if source_dir is not None:
         adapter_dir = adapter if adapter is not None and Path(adapter).is_dir() else None
         if adapter is None or adapter_dir is not None:
             return fingerprint_path(source_dir, adapter_dir)
-    return fingerprint_state(model)
+    return fingerprint_model(model, tokenizer)  # weights not in a folder we can read: hash what was loaded
 
 
 class LazyModel:
@@ -263,4 +263,4 @@ class LazyModel:
 def wrap_model(model, tokenizer, name: str = "in-memory") -> LoadedModel:
     """Wrap an in-memory model (e.g. straight after training) for evaluation."""
     return LoadedModel(model=model, tokenizer=tokenizer, name=name,
-                       is_seq2seq=is_seq2seq_config(model.config), fingerprint=fingerprint_state(model))
+                       is_seq2seq=is_seq2seq_config(model.config), fingerprint=fingerprint_model(model, tokenizer))
