@@ -13,6 +13,14 @@ Two request kinds, as in lm-evaluation-harness:
 
 Results come back in the order of the requests. Batching does not change results beyond float
 rounding (tests check that batched equals unbatched).
+
+Few-shot prompts arrive as the task prompt plus its solved examples (`shots`), formatted by
+`retain.models.formatting.format_prompt`. A decoder-only input longer than the model's context
+(`config.max_position_embeddings`: the prompt plus `max_new_tokens` when generating, context plus
+continuation when scoring) is cut from the left, keeping a leading BOS token: the end of the prompt,
+where the question and the generation prompt are, survives, as in training. The indices of the cut
+inputs are reported through `truncated`. Encoder-decoder inputs are not cut (T5-style relative
+positions have no fixed context).
 """
 
 from __future__ import annotations
@@ -21,11 +29,30 @@ from typing import Callable, Sequence
 
 import torch
 
+from retain.errors import UserError
 from retain.evaluation.greedy import encode, greedy_decode
-from retain.models.formatting import completion_prefix, format_prompt
+from retain.models.formatting import Shot, completion_prefix, format_prompt
 from retain.models.loading import LoadedModel
 
 Progress = Callable[[int], None] | None
+Shots = Sequence[Sequence[Shot]] | None  # per prompt (or request): its solved examples
+
+
+def context_length(lm: LoadedModel) -> int | None:
+    """Most tokens a decoder-only model can attend to (None: seq2seq, or the config does not say)."""
+    if lm.is_seq2seq:
+        return None
+    value = getattr(lm.model.config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _truncate_left(ids: list[int], keep: int, bos: int | None) -> list[int]:
+    """The last `keep` tokens of `ids`, with its leading BOS token kept in front when it has one."""
+    if len(ids) <= keep:
+        return ids
+    if bos is not None and ids and ids[0] == bos and keep > 1:
+        return [bos] + ids[len(ids) - keep + 1:]
+    return ids[len(ids) - keep:]
 
 
 def _encode(tokenizer, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
@@ -65,7 +92,8 @@ def _greedy_config(lm: LoadedModel, max_new_tokens: int):
 
 @torch.inference_mode()
 def generate(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 16,
-             chat: str = "auto", progress: Progress = None) -> list[str]:
+             chat: str = "auto", progress: Progress = None, shots: Shots = None,
+             truncated: list[int] | None = None) -> list[str]:
     """Greedy completions of `prompts`, in order.
 
     Args:
@@ -75,13 +103,29 @@ def generate(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, batch
         batch_size: prompts per forward pass.
         chat: `auto`, `on` or `off` (see `retain.models.formatting`).
         progress: called with the number of prompts finished after each batch.
+        shots: for each prompt, the solved examples placed before it (few-shot); None: zero-shot.
+        truncated: when given, the indices of prompts cut from the left to fit the context are appended.
+
+    Raises:
+        UserError: `max_new_tokens` leaves no room for a prompt in the model's context.
     """
     if not prompts:
         return []
     tok, model = lm.tokenizer, lm.model
-    texts = [format_prompt(tok, p, lm.is_seq2seq, chat) for p in prompts]
+    texts = [format_prompt(tok, p, lm.is_seq2seq, chat, shots[i] if shots else ()) for i, p in enumerate(prompts)]
     # Chat templates already contain the BOS/special tokens they need.
     encoded = _encode(tok, texts, add_special_tokens=True)
+    limit = context_length(lm)
+    if limit is not None:
+        room = limit - max_new_tokens  # prompt tokens that fit with the answer in the context
+        if room < 1:
+            raise UserError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's "
+                            f"context of {limit} tokens")
+        for i, ids in enumerate(encoded):
+            if len(ids) > room:
+                encoded[i] = _truncate_left(ids, room, tok.bos_token_id)
+                if truncated is not None:
+                    truncated.append(i)
     order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
     config = _greedy_config(lm, max_new_tokens)
     out: list[str] = [""] * len(texts)
@@ -102,8 +146,11 @@ def generate(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, batch
 
 @torch.inference_mode()
 def loglikelihood(lm: LoadedModel, requests: Sequence[tuple[str, str]], batch_size: int = 32,
-                  chat: str = "auto", progress: Progress = None) -> list[float]:
+                  chat: str = "auto", progress: Progress = None, shots: Shots = None,
+                  truncated: list[int] | None = None) -> list[float]:
     """Summed log-probability (nats) of each continuation given its context, in order.
+
+    Only the continuation is scored: with few-shot contexts, the shots' answers are context.
 
     Args:
         lm: the loaded model.
@@ -111,12 +158,17 @@ def loglikelihood(lm: LoadedModel, requests: Sequence[tuple[str, str]], batch_si
         batch_size: contexts (seq2seq) or sequences (decoder-only) per forward pass.
         chat: chat-template mode for the context.
         progress: called with the number of requests finished after each batch.
+        shots: for each request, the solved examples placed before its context; None: zero-shot.
+        truncated: when given, the indices of requests cut from the left to fit the context are appended.
     """
     if not requests:
         return []
+    contexts = [format_prompt(lm.tokenizer, c, lm.is_seq2seq, chat, shots[i] if shots else ())
+                for i, (c, _) in enumerate(requests)]
+    formatted = [(ctx, cont) for ctx, (_, cont) in zip(contexts, requests)]
     if lm.is_seq2seq:
-        return _loglikelihood_seq2seq(lm, requests, batch_size, chat, progress)
-    return _loglikelihood_causal(lm, requests, batch_size, chat, progress)
+        return _loglikelihood_seq2seq(lm, formatted, batch_size, progress)
+    return _loglikelihood_causal(lm, formatted, batch_size, progress, truncated)
 
 
 def _continuation_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -127,12 +179,13 @@ def _continuation_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.
     return (picked * keep).sum(-1)
 
 
-def _loglikelihood_seq2seq(lm, requests, batch_size, chat, progress) -> list[float]:
+def _loglikelihood_seq2seq(lm, requests, batch_size, progress) -> list[float]:
+    """`requests` hold formatted contexts."""
     from transformers.modeling_outputs import BaseModelOutput
 
     tok, model = lm.tokenizer, lm.model
     contexts = sorted({c for c, _ in requests})
-    ctx_ids = dict(zip(contexts, _encode(tok, [format_prompt(tok, c, True, chat) for c in contexts])))
+    ctx_ids = dict(zip(contexts, _encode(tok, contexts)))
     # Continuations score the answer tokens only, without EOS (as lm-evaluation-harness does).
     cont_ids = _encode(tok, [cont for _, cont in requests], add_special_tokens=False)
     by_context: dict[str, list[int]] = {}
@@ -168,17 +221,23 @@ def _loglikelihood_seq2seq(lm, requests, batch_size, chat, progress) -> list[flo
     return out
 
 
-def _loglikelihood_causal(lm, requests, batch_size, chat, progress) -> list[float]:
+def _loglikelihood_causal(lm, requests, batch_size, progress, truncated) -> list[float]:
+    """`requests` hold formatted contexts."""
     tok, model = lm.tokenizer, lm.model
+    limit = context_length(lm)
     rows: list[tuple[list[int], int]] = []  # (token ids, number of continuation tokens)
-    for context, continuation in requests:
-        prompt = format_prompt(tok, context, False, chat)
+    for i, (prompt, continuation) in enumerate(requests):
         whole = prompt + completion_prefix(prompt, False) + continuation
         # Tokenise context and whole text, take the continuation as the tail of the whole: merges at
         # the boundary then follow how the model saw such text (lm-evaluation-harness does the same).
         ctx = tok(prompt)["input_ids"]
         full = tok(whole)["input_ids"]
         n_cont = max(len(full) - len(ctx), 1)
+        if limit is not None and len(full) > limit:
+            full = _truncate_left(full, limit, tok.bos_token_id)
+            n_cont = min(n_cont, len(full) - 1)  # the first kept token has no prediction to score
+            if truncated is not None:
+                truncated.append(i)
         rows.append((full, n_cont))
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
     out = [0.0] * len(rows)
