@@ -25,6 +25,10 @@ def eval_command(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
     chat: str = typer.Option("auto", help="Chat template for decoder-only chat models: auto, on, off."),
+    fewshot: Optional[int] = typer.Option(
+        None, help="Solved examples in each prompt, drawn from the task's train split (else validation), "
+                   "never from the evaluated one. Default: each task's own (0 unless its YAML says)."),
+    fewshot_seed: int = typer.Option(0, help="Seed of the few-shot draw (the same for every model)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Evaluation cache folder (default ~/.cache/retain/eval)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
     allow_pickle: bool = typer.Option(False, help="Allow pickle (.bin) weights; they can run code."),
@@ -33,16 +37,17 @@ def eval_command(
     """Evaluate a model on tasks; scores come with 95% bootstrap confidence intervals."""
     quiet_libraries()
     from retain.evaluation.cache import EvalCache
-    from retain.evaluation.runner import EvalSettings, evaluate
+    from retain.evaluation.runner import EvalSettings, eval_examples, evaluate
     from retain.io import atomic_write_json
     from retain.models.loading import LazyModel
     from retain.tasks import get_task
 
     # Everything the user can get wrong is checked before the model loads and before any output.
-    settings = EvalSettings(split=split, limit=limit, batch_size=batch_size, chat=chat)
+    settings = EvalSettings(split=split, limit=limit, batch_size=batch_size, chat=chat, fewshot=fewshot,
+                            fewshot_seed=fewshot_seed)
     tasks = [get_task(t) for t in task]
     for t in tasks:
-        t.examples(split, limit)
+        eval_examples(t, settings)  # reads the data and draws the shots
     lm = LazyModel(model, adapter=adapter, device=device, dtype=dtype, allow_pickle=allow_pickle,
                     trust_remote_code=trust_remote_code)
     cache = EvalCache(cache_dir, enabled=not no_cache)

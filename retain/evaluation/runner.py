@@ -4,6 +4,10 @@
 which the JSON summary (values with 95% bootstrap CIs) and paired comparisons are made.
 `evaluate` runs several tasks and returns the document `retain eval` writes (schema in
 docs/results-schema.md).
+
+Few-shot evaluation (`EvalSettings.fewshot`, or a task's own `fewshot`) gives each example solved
+examples drawn from another split (`retain.tasks.fewshot`); the draw is part of the cache key. With
+zero shots prompts and cache keys are exactly those of zero-shot evaluation before few-shot existed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from retain.evaluation.cache import EvalCache
 from retain.evaluation.metrics import Scores, score
 from retain.models.loading import LoadedModel
 from retain.tasks.base import Example, Task
+from retain.tasks.fewshot import pool_split, shots_hash
+
+FEWSHOT_FORMAT = "1"  # bump when the few-shot prompt layout changes (retain.models.formatting)
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class EvalSettings:
         chat: chat-template mode for decoder-only chat models (`auto`, `on`, `off`).
         n_boot: bootstrap resamples for confidence intervals.
         seed: bootstrap seed.
+        fewshot: solved examples in each prompt; None: each task's own default (0 unless its YAML says).
+        fewshot_seed: seed of the draw of those examples (the same for every model evaluated).
     """
 
     split: str = "test"
@@ -40,6 +49,8 @@ class EvalSettings:
     chat: str = "auto"
     n_boot: int = 1000
     seed: int = 0
+    fewshot: int | None = None
+    fewshot_seed: int = 0
 
     def __post_init__(self):
         if self.limit is not None and self.limit <= 0:
@@ -48,6 +59,43 @@ class EvalSettings:
             raise UserError(f"batch size must be positive, got {self.batch_size}")
         if self.n_boot <= 0:
             raise UserError(f"n_boot must be positive, got {self.n_boot}")
+        if self.fewshot is not None and self.fewshot < 0:
+            raise UserError(f"fewshot must be 0 or more solved examples, got {self.fewshot}")
+
+
+def fewshot_k(task: Task, settings: EvalSettings) -> int:
+    """How many shots `task` gets under `settings`."""
+    return task.fewshot if settings.fewshot is None else settings.fewshot
+
+
+def eval_examples(task: Task, settings: EvalSettings) -> list[Example]:
+    """The examples evaluated under `settings`, with their shots when few-shot.
+
+    Raises:
+        UserError: a missing split, or no split to draw shots from.
+    """
+    return task.fewshot_examples(settings.split, settings.limit, fewshot_k(task, settings), settings.fewshot_seed)
+
+
+def fewshot_setting(task: Task, settings: EvalSettings) -> dict:
+    """The few-shot setting of a task, as results record it: k, seed and the split shots come from."""
+    k = fewshot_k(task, settings)
+    if not k:
+        return {"k": 0, "seed": None, "split": None}
+    return {"k": k, "seed": settings.fewshot_seed, "split": pool_split(task, settings.split)}
+
+
+def task_key(task: Task, settings: EvalSettings) -> dict:
+    """What identifies a task's evaluated prompts in cache and run keys.
+
+    Zero-shot: exactly `task.identity(split, limit)`, so zero-shot keys are those from before few-shot
+    existed. Few-shot adds k, seed, source split and a hash of every example's shots.
+    """
+    identity = task.identity(settings.split, settings.limit)
+    if fewshot_k(task, settings):
+        identity["fewshot"] = {**fewshot_setting(task, settings), "format": FEWSHOT_FORMAT,
+                               "shots": shots_hash(eval_examples(task, settings))}
+    return identity
 
 
 @dataclass
@@ -62,12 +110,16 @@ class TaskResult:
     from_cache: bool = False
     seconds: float = 0.0
     metrics: dict = field(default_factory=dict)
+    fewshot: dict = field(default_factory=lambda: {"k": 0, "seed": None, "split": None})
+    truncated: int | None = 0  # prompts cut to fit the context; None: unknown (an older cache entry)
 
     def outputs(self) -> dict:
         """The raw model outputs, enough to rebuild this result with `result_from_outputs`."""
         out = {"ids": [ex.id for ex in self.examples], "predictions": self.predictions}
         if self.choice_logprobs is not None:
             out["choice_logprobs"] = self.choice_logprobs
+        if self.truncated is not None:
+            out["truncated"] = self.truncated
         return out
 
     def to_json(self) -> dict:
@@ -79,9 +131,12 @@ class TaskResult:
             if self.choice_logprobs is not None:
                 item["choices"] = list(ex.choices)
                 item["choice_logprobs"] = self.choice_logprobs[i]
+            if ex.shots:
+                item["shots"] = [shot.id for shot in ex.shots]
             examples.append(item)
         return {"n": len(self.examples), "kind": self.task.kind, "metric": self.task.metric,
-                "primary": self.scores.primary, "metrics": self.metrics, "from_cache": self.from_cache,
+                "primary": self.scores.primary, "metrics": self.metrics, "fewshot": self.fewshot,
+                "truncated": self.truncated, "from_cache": self.from_cache,
                 "seconds": round(self.seconds, 3), "examples": examples}
 
 
@@ -89,8 +144,22 @@ def _settings_key(lm: LoadedModel, settings: EvalSettings) -> dict:
     return {"dtype": str(lm.dtype), "device": lm.device.type, "chat": settings.chat}
 
 
+def cache_key(lm: LoadedModel, task: Task, settings: EvalSettings) -> str:
+    """The evaluation cache key of `task` under `settings` for `lm`."""
+    return EvalCache.key(lm.fingerprint, task_key(task, settings), _settings_key(lm, settings))
+
+
+def _shots(examples: list[Example]) -> list[list[tuple[str, str]]] | None:
+    """Each example's shots as (prompt, answer) pairs; a choice shot's answer is its gold choice text."""
+    if not any(ex.shots for ex in examples):
+        return None
+    return [[(shot.prompt, shot.target) for shot in ex.shots] for ex in examples]
+
+
 def _run_engine(lm: LoadedModel, task: Task, examples: list[Example], settings: EvalSettings,
                 progress) -> dict:
+    shots = _shots(examples)
+    truncated: list[int] = []
     if task.kind == "choice":
         requests, owners = [], []
         for k, ex in enumerate(examples):
@@ -101,23 +170,26 @@ def _run_engine(lm: LoadedModel, task: Task, examples: list[Example], settings: 
                 owners.append(k)
         values = engine.loglikelihood(lm, requests, batch_size=settings.batch_size, chat=settings.chat,
                                       progress=(lambda n: progress(n / max(len(ex.choices), 1)))
-                                      if progress else None)
+                                      if progress else None,
+                                      shots=[shots[k] for k in owners] if shots else None, truncated=truncated)
         logprobs: list[list[float]] = [[] for _ in examples]
         for k, v in zip(owners, values):
             logprobs[k].append(v)
         preds = [ex.choices[max(range(len(lp)), key=lp.__getitem__)] for ex, lp in zip(examples, logprobs)]
-        return {"predictions": preds, "choice_logprobs": logprobs}
+        # An example counts once however many of its options were cut.
+        return {"predictions": preds, "choice_logprobs": logprobs, "truncated": len({owners[i] for i in truncated})}
     preds = engine.generate(lm, [ex.prompt for ex in examples], task.max_new_tokens,
-                            batch_size=settings.batch_size, chat=settings.chat, progress=progress)
-    return {"predictions": preds}
+                            batch_size=settings.batch_size, chat=settings.chat, progress=progress,
+                            shots=shots, truncated=truncated)
+    return {"predictions": preds, "truncated": len(truncated)}
 
 
 def evaluate_task(lm: LoadedModel, task: Task, settings: EvalSettings = EvalSettings(),
                   cache: EvalCache | None = None, progress: Callable[[float], None] | None = None) -> TaskResult:
     """Evaluate one task split, reusing cached outputs for the same model, data and settings."""
     start = time.perf_counter()
-    examples = task.examples(settings.split, settings.limit)
-    key = EvalCache.key(lm.fingerprint, task.identity(settings.split, settings.limit), _settings_key(lm, settings))
+    examples = eval_examples(task, settings)
+    key = cache_key(lm, task, settings)
     entry = cache.get(key) if cache is not None else None
     from_cache = entry is not None and entry.get("ids") == [ex.id for ex in examples]
     if not from_cache:
@@ -134,14 +206,16 @@ def evaluate_task(lm: LoadedModel, task: Task, settings: EvalSettings = EvalSett
 
 
 def result_from_outputs(task: Task, examples: list[Example], outputs: dict, settings: EvalSettings) -> TaskResult:
-    """Score stored outputs (`{"predictions": [...], "choice_logprobs": [...]?}`) against the examples.
+    """Score stored outputs (`{"predictions": [...], "choice_logprobs": [...]?, "truncated": N?}`).
 
     Metrics are cheap, so they are always recomputed from outputs (cached or saved in a study).
+    Outputs stored before truncation was counted have no `truncated`: it is reported as None.
     """
     scores = score(task.metric, outputs["predictions"], [list(ex.references) for ex in examples],
                    ids=[ex.id for ex in examples])
     result = TaskResult(task=task, examples=examples, predictions=list(outputs["predictions"]), scores=scores,
-                        choice_logprobs=outputs.get("choice_logprobs"))
+                        choice_logprobs=outputs.get("choice_logprobs"), fewshot=fewshot_setting(task, settings),
+                        truncated=outputs.get("truncated"))
     result.metrics = summarize(scores, n_boot=settings.n_boot, seed=settings.seed)
     return result
 
@@ -155,9 +229,10 @@ def evaluate(lm: LoadedModel, tasks: list[Task], settings: EvalSettings = EvalSe
     """
     doc = {"model": lm.describe(), "settings": {"split": settings.split, "limit": settings.limit,
                                                 "batch_size": settings.batch_size, "chat": settings.chat,
-                                                "n_boot": settings.n_boot, "seed": settings.seed},
+                                                "n_boot": settings.n_boot, "seed": settings.seed,
+                                                "fewshot": settings.fewshot, "fewshot_seed": settings.fewshot_seed},
            "tasks": {}}
     for task in tasks:
-        progress = progress_factory(task, len(task.examples(settings.split, settings.limit))) if progress_factory else None
+        progress = progress_factory(task, len(eval_examples(task, settings))) if progress_factory else None
         doc["tasks"][task.name] = evaluate_task(lm, task, settings, cache, progress).to_json()
     return doc

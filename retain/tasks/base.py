@@ -34,6 +34,8 @@ class Example:
         choices: for `choice` tasks, the options scored by log-likelihood.
         label: for `choice` tasks, the index of the right option in `choices`.
         fields: the raw record the example was made from (for templates and reports).
+        shots: solved examples shown before the prompt when evaluating few-shot (empty: zero-shot);
+            attached by `Task.fewshot_examples`, never part of the task's own splits.
     """
 
     id: str
@@ -43,6 +45,7 @@ class Example:
     choices: tuple[str, ...] = ()
     label: int | None = None
     fields: Mapping = field(default_factory=dict, compare=False, hash=False, repr=False)
+    shots: tuple["Example", ...] = field(default=(), repr=False)
 
     def __post_init__(self):
         if not self.references:
@@ -70,6 +73,8 @@ class Task:
         loader: `loader(split, limit)` returns the split's examples; toy tasks generate `limit` of
             them, file tasks read the file (the result is cut to `limit` either way).
         description: one line for `retain tasks`.
+        fewshot: solved examples in each evaluation prompt unless the evaluation says otherwise
+            (user task YAML `fewshot:`; 0 for built-in tasks). See `retain.tasks.fewshot`.
     """
 
     name: str
@@ -82,6 +87,7 @@ class Task:
     splits: tuple[str, ...]
     loader: Loader = field(repr=False)
     description: str = ""
+    fewshot: int = 0
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -89,6 +95,8 @@ class Task:
             raise UserError(f"task {self.name}: kind must be 'generate' or 'choice', not {self.kind!r}")
         if self.max_new_tokens <= 0:
             raise UserError(f"task {self.name}: max_new_tokens must be positive")
+        if self.fewshot < 0:
+            raise UserError(f"task {self.name}: fewshot must be 0 or more, not {self.fewshot}")
 
     def has_split(self, split: str) -> bool:
         return split in self.splits
@@ -105,6 +113,21 @@ class Task:
             if not examples:
                 raise UserError(f"task {self.name}: the {split!r} split has no examples")
             self._cache[key] = examples[:limit] if limit else examples
+        return self._cache[key]
+
+    def fewshot_examples(self, split: str = "test", limit: int | None = None, k: int = 0,
+                         seed: int = 0) -> list[Example]:
+        """The examples of `split` with `k` solved examples each from another split (see `retain.tasks.fewshot`).
+
+        With `k` = 0 these are exactly `examples(split, limit)`.
+        """
+        if k == 0:
+            return self.examples(split, limit)
+        key = ("fewshot", split, limit, k, seed)
+        if key not in self._cache:
+            from retain.tasks.fewshot import attach_shots
+
+            self._cache[key] = attach_shots(self, split, self.examples(split, limit), k, seed)
         return self._cache[key]
 
     def data_hash(self, split: str = "test", limit: int | None = None) -> str:

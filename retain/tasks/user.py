@@ -11,6 +11,7 @@ references: aliases           # optional field with a list of other accepted ans
 metric: exact_match           # rouge | entity_f1 | accuracy | squad | exact_match
 choices: [yes, no]            # choice tasks only (or choices_field: a field holding each record's options)
 max_new_tokens: 16
+fewshot: 0                    # optional: solved examples (from train, else validation) in each evaluation prompt
 description: one line for `retain tasks`
 ```
 
@@ -54,6 +55,7 @@ class UserTaskConfig(BaseModel):
     choices: list[str] | None = Field(None, min_length=2, description="the options of a choice task")
     choices_field: str | None = Field(None, description="a field holding each record's options")
     max_new_tokens: int = Field(32, gt=0)
+    fewshot: int = Field(0, ge=0, description="solved examples in each evaluation prompt (unless overridden)")
     description: str = ""
 
     @field_validator("version", mode="before")
@@ -187,7 +189,7 @@ def load_user_task(path: str | Path) -> Task:
     return Task(name=config.name, family=config.name, version=config.version, kind=config.kind,
                 metric=config.metric, prompt_template=config.prompt, max_new_tokens=config.max_new_tokens,
                 splits=tuple(s for s in SPLITS if s in files), loader=file_loader(files, to_examples),
-                description=config.description or f"user task from {yaml_path}")
+                description=config.description or f"user task from {yaml_path}", fewshot=config.fewshot)
 
 
 def _example(config: UserTaskConfig, record: dict, where: str, ex_id: str) -> Example:
