@@ -27,6 +27,8 @@ class TargetConfig(_Strict):
 
     task: str = Field(description="Task spec: a name, FAMILY:PATH or a task .yaml.")
     train_examples: int | None = Field(None, gt=0, description="Train on the first N training examples.")
+    fewshot: int | None = Field(None, ge=0, description="Solved examples in each evaluation prompt (training "
+                                                        "stays zero-shot); default: the task's own (0).")
 
 
 class ProtectConfig(_Strict):
@@ -34,6 +36,8 @@ class ProtectConfig(_Strict):
 
     task: str = Field(description="Task spec.")
     tolerance: float | None = Field(None, ge=0, description="Allowed drop for this task (overrides the budget).")
+    fewshot: int | None = Field(None, ge=0, description="Solved examples in each evaluation prompt, from the "
+                                                        "task's train (else validation) split; default: the task's own (0).")
 
 
 class BudgetConfig(_Strict):
@@ -78,6 +82,7 @@ class EvalConfig(_Strict):
     n_boot: int = Field(1000, gt=0, description="Bootstrap resamples for CIs and paired tests.")
     seed: int = Field(0, description="Bootstrap seed.")
     chat: str = Field("auto", description="Chat template mode for decoder-only chat models.")
+    fewshot_seed: int = Field(0, description="Seed of the few-shot draw (the same for the base and every run).")
     forgotten_examples: int = Field(10, ge=0, description="Forgotten examples kept per run and task.")
 
 

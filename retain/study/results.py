@@ -52,7 +52,7 @@ def assemble(study, base: dict, skills: dict, records: list[dict], failed: list[
     for n, st in study.tasks.items():
         primary = base[n].scores.primary
         entry = {"role": st.role, "metric": st.task.metric, "primary": primary, "n": len(base[n].examples),
-                 "kind": st.task.kind}
+                 "kind": st.task.kind, "fewshot": base[n].fewshot, "truncated": base[n].truncated}
         if st.role == "protected":
             max_drop = st.tolerance if st.tolerance is not None else cfg.budget.max_drop
             budgets[n] = verdict.allowed_drop(base[n].scores.value(primary), max_drop, cfg.budget.relative)

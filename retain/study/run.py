@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +28,8 @@ import yaml
 
 from retain.errors import UserError
 from retain.evaluation.cache import EvalCache
-from retain.evaluation.runner import EvalSettings, TaskResult, evaluate_task, result_from_outputs
+from retain.evaluation.runner import (EvalSettings, TaskResult, eval_examples, evaluate_task, result_from_outputs,
+                                      task_key)
 from retain.io import atomic_write_json, atomic_write_text, read_json, sha256_json
 from retain.study import compare, verdict
 from retain.study.config import WISE_FT, MethodEntry, StudyConfig
@@ -43,6 +44,7 @@ class StudyTask:
     role: str  # "target" or "protected"
     allowed_drop: float | None = None  # protected: budget in metric units (set after the base is scored)
     tolerance: float | None = None
+    settings: EvalSettings | None = None  # how this task is evaluated (its own few-shot k)
 
 
 class Study:
@@ -55,7 +57,7 @@ class Study:
         self.progress_factory = progress_factory
         ev = config.eval
         self.settings = EvalSettings(split=ev.split, limit=ev.limit, batch_size=ev.batch_size, chat=ev.chat,
-                                     n_boot=ev.n_boot, seed=ev.seed)
+                                     n_boot=ev.n_boot, seed=ev.seed, fewshot_seed=ev.fewshot_seed)
         self.cache = EvalCache(config.cache_dir)
         self.tasks = self._resolve_tasks()
         # Each finished run's results entry (metrics, paired bootstrap, forgotten examples), by run key:
@@ -69,12 +71,15 @@ class Study:
         target = get_task(self.config.target.task)
         if not target.has_split("train"):
             raise UserError(f"target task {target.name} has no 'train' split to fine-tune on")
-        tasks = {target.name: StudyTask(target, "target")}
+        # Few-shot is per task and for evaluation only: training reads the target's zero-shot examples.
+        tasks = {target.name: StudyTask(target, "target",
+                                        settings=replace(self.settings, fewshot=self.config.target.fewshot))}
         for p in self.config.protect:
             t = get_task(p.task)
-            tasks[t.name] = StudyTask(t, "protected", tolerance=p.tolerance)
+            tasks[t.name] = StudyTask(t, "protected", tolerance=p.tolerance,
+                                      settings=replace(self.settings, fewshot=p.fewshot))
         for st in tasks.values():
-            st.task.examples(self.settings.split, self.settings.limit)
+            eval_examples(st.task, st.settings)  # reads the data and draws the shots
         target.examples("train", self.config.target.train_examples)
         return tasks
 
@@ -83,22 +88,22 @@ class Study:
         return next(st for st in self.tasks.values() if st.role == "target")
 
     def _eval_identity(self) -> dict:
+        # Zero-shot task keys are the task identities, so run keys from before few-shot stay valid.
         return {"settings": {k: getattr(self.settings, k) for k in ("split", "limit", "chat")},
-                "tasks": {n: st.task.identity(self.settings.split, self.settings.limit) for n, st in self.tasks.items()}}
+                "tasks": {n: task_key(st.task, st.settings) for n, st in self.tasks.items()}}
 
     # --- evaluation ---------------------------------------------------------------------------------
 
     def _evaluate(self, lm, label: str) -> dict[str, TaskResult]:
         results = {}
         for name, st in self.tasks.items():
-            n = len(st.task.examples(self.settings.split, self.settings.limit))
+            n = len(eval_examples(st.task, st.settings))
             progress = self.progress_factory(f"{label}: {name}", n) if self.progress_factory else None
-            results[name] = evaluate_task(lm, st.task, self.settings, self.cache, progress)
+            results[name] = evaluate_task(lm, st.task, st.settings, self.cache, progress)
         return results
 
     def _rebuild(self, outputs: dict[str, dict]) -> dict[str, TaskResult]:
-        return {name: result_from_outputs(st.task, st.task.examples(self.settings.split, self.settings.limit),
-                                          outputs[name], self.settings)
+        return {name: result_from_outputs(st.task, eval_examples(st.task, st.settings), outputs[name], st.settings)
                 for name, st in self.tasks.items()}
 
     # --- runs ----------------------------------------------------------------------------------------
