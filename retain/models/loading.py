@@ -19,6 +19,8 @@ import torch
 
 from retain.errors import UserError, one_line
 from retain.models.fingerprint import fingerprint_model, fingerprint_path
+from retain.models.memory import check_model_fits
+from retain.models.sources import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,8 @@ class LoadedModel:
     def describe(self) -> dict:
         return {"name": self.name, "fingerprint": self.fingerprint, "adapter": self.adapter,
                 "architecture": "seq2seq" if self.is_seq2seq else "causal",
-                "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+                "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                **({"source": self.extra["source"]} if self.extra.get("source") else {})}
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -132,7 +135,8 @@ def load_model(
     """Load a model by hub id or local folder, with its tokenizer and an optional PEFT adapter.
 
     Args:
-        name_or_path: hub id (e.g. `google/flan-t5-small`) or a local folder.
+        name_or_path: hub id (e.g. `google/flan-t5-small`), a local folder, a `.gguf` file (or a folder
+            holding one) or an embedded model name (see `retain.models.sources`).
         adapter: optional PEFT adapter folder (or hub id) to load on top.
         device: `auto`, `cpu`, `cuda`, `cuda:N` or `mps`.
         dtype: `auto`, `float32`, `bfloat16` or `float16`.
@@ -144,9 +148,12 @@ def load_model(
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
+    name, source = name_or_path, resolve_model(name_or_path, pick_dtype(dtype, pick_device(device)))
+    name_or_path = source.path
     local = Path(name_or_path)
     if local.exists() or name_or_path.startswith((".", "/", "~")):
         _check_local_folder(local.expanduser(), allow_pickle)
+        check_model_fits(local.expanduser(), pick_dtype(dtype, pick_device(device)), pick_device(device), name)
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
@@ -169,8 +176,8 @@ def load_model(
     model.to(dev)
     model.eval()
     fp = _fingerprint(model, tokenizer, source_dir, adapter)
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name_or_path, is_seq2seq=seq2seq,
-                       fingerprint=fp, adapter=adapter, source_dir=source_dir)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, is_seq2seq=seq2seq, fingerprint=fp,
+                       adapter=adapter, source_dir=source_dir, extra={"source": source.origin} if source.origin else {})
 
 
 def _attach_adapter(model, adapter: str):
@@ -216,7 +223,9 @@ class LazyModel:
         self._kwargs = dict(adapter=adapter, device=device, dtype=dtype, allow_pickle=allow_pickle,
                             trust_remote_code=trust_remote_code)
         self._loaded: LoadedModel | None = None
-        local = Path(name_or_path).expanduser()
+        source = resolve_model(name_or_path, pick_dtype(dtype, pick_device(device)))
+        self._origin = source.origin
+        local = Path(source.path).expanduser()
         adapter_ok = adapter is None or Path(adapter).is_dir()
         if local.is_dir() and adapter_ok:
             _check_local_folder(local, allow_pickle)
@@ -257,7 +266,8 @@ class LazyModel:
         if self._loaded is not None:
             return self._loaded.describe()
         return {"name": self.name, "fingerprint": self.fingerprint, "adapter": self.adapter,
-                "architecture": "seq2seq" if self._seq2seq else "causal", "device": str(self._device), "dtype": str(self._dtype).replace("torch.", "")}
+                "architecture": "seq2seq" if self._seq2seq else "causal", "device": str(self._device), "dtype": str(self._dtype).replace("torch.", ""),
+                **({"source": self._origin} if self._origin else {})}
 
 
 def wrap_model(model, tokenizer, name: str = "in-memory") -> LoadedModel:

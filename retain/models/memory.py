@@ -1,0 +1,83 @@
+"""Will the model fit? A check before loading, so that a model too large for memory is one line.
+
+Without it, a model larger than RAM gets the process killed by the kernel's OOM killer part way
+through loading (no message at all), or swaps the machine to a halt. The estimate is the weights
+alone at the dtype they are loaded in, counted from the safetensors headers (a few KB read, no
+weights), against the memory free now (`psutil`) or on the GPU (`torch.cuda.mem_get_info`).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import torch
+
+from retain.errors import UserError
+
+# Loading holds the weights once plus buffers and the process itself.
+LOAD_FACTOR = 1.1
+_SAFETENSORS_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2,
+                      "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def available_bytes(device: torch.device | None = None) -> int:
+    """Memory free now: RAM for the CPU (and MPS, which shares it), free memory of a CUDA device."""
+    if device is not None and device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:.1f} GB"
+
+
+def check_memory(needed: int, what: str, device: torch.device | None = None) -> None:
+    """Raise a one-line `UserError` when `needed` bytes exceed what is free.
+
+    Args:
+        needed: estimated peak bytes.
+        what: what needs them, e.g. `loading MODEL in float32`.
+        device: where they are needed (None or cpu: RAM).
+    """
+    free = available_bytes(device)
+    if needed > free:
+        where = "GPU memory" if device is not None and device.type == "cuda" else "memory"
+        raise UserError(f"{what} needs about {_gb(needed)} of {where} and only {_gb(free)} is free: "
+                        "use a smaller model, a smaller --dtype (bfloat16), or free memory")
+
+
+def parameter_count(folder: str | Path) -> int | None:
+    """Number of weights in a folder's safetensors files, read from their headers; None if it has none."""
+    total, found = 0, False
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+        except (OSError, ValueError, struct.error):
+            return None  # unreadable: let the loader report it
+        for name, meta in header.items():
+            if name != "__metadata__":
+                count = 1
+                for d in meta.get("shape", []):
+                    count *= int(d)
+                total += count
+        found = True
+    return total if found else None
+
+
+def check_model_fits(folder: str | Path, dtype: torch.dtype, device: torch.device, name: str) -> None:
+    """Raise `UserError` before loading when the folder's weights at `dtype` cannot fit on `device`."""
+    if device.type not in ("cpu", "cuda"):
+        return
+    params = parameter_count(folder)
+    if params is None:
+        return
+    needed = int(params * torch.finfo(dtype).bits / 8 * LOAD_FACTOR) if dtype.is_floating_point else params
+    check_memory(needed, f"loading {name} ({params / 1e6:.0f}M parameters in {str(dtype).replace('torch.', '')})",
+                 device)
