@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from retain.errors import UserError, one_line
-from retain.models.fingerprint import fingerprint_model, fingerprint_path
+from retain.models.fingerprint import PICKLE_SUFFIXES, fingerprint_model, fingerprint_path, has_tokenizer_files
 from retain.models.memory import check_model_fits
 from retain.models.sources import resolve_model
 
@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
+ADAPTER_SAFETENSORS = "adapter_model.safetensors"
+PICKLE_REASON = ("pickle can run arbitrary code when loaded; pass --allow-pickle if you trust the files, "
+                 "or convert them to safetensors")
 
 
 @dataclass
@@ -96,32 +99,90 @@ def is_seq2seq_config(config) -> bool:
 
 
 def _check_local_folder(path: Path, allow_pickle: bool) -> None:
+    """A local model folder has a config, weights that may be loaded, and tokenizer files."""
     if not path.is_dir():
         raise UserError("model folder not found", path)
     if not (path / "config.json").is_file():
         raise UserError("model folder has no config.json", path)
     files = [p.name for p in path.iterdir()]
-    if any(f.endswith(".safetensors") or f == "model.safetensors.index.json" for f in files):
+    if not any(f.endswith(".safetensors") or f == "model.safetensors.index.json" for f in files):
+        pickled = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+        if not pickled:
+            raise UserError("model folder has no weights (*.safetensors)", path)
+        if not allow_pickle:
+            raise UserError(f"model folder has only pickle weights ({pickled[0]}): {PICKLE_REASON}", path)
+    if not has_tokenizer_files(path):
+        raise UserError("model folder has no tokenizer files (tokenizer.json, tokenizer_config.json, a vocabulary "
+                        "or sentencepiece model): copy the base model's tokenizer files into it", path)
+
+
+def _check_adapter_folder(path: Path, allow_pickle: bool) -> None:
+    """A local adapter folder has adapter_config.json and weights that may be loaded.
+
+    peft falls back to `adapter_model.bin` (loaded with `torch.load`) when no safetensors file is
+    there, so pickle is refused here, before peft sees the folder.
+    """
+    if not path.is_dir():
+        raise UserError("adapter folder not found", path)
+    if not (path / "adapter_config.json").is_file():
+        raise UserError("adapter folder has no adapter_config.json", path)
+    if (path / ADAPTER_SAFETENSORS).is_file():
         return
-    pickled = [f for f in files if f.endswith((".bin", ".pt", ".pth"))]
-    if pickled and not allow_pickle:
-        raise UserError(f"model folder has only pickle weights ({pickled[0]}); pass --allow-pickle to load "
-                        "them (pickle can run code) or convert them to safetensors", path)
+    pickled = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix in PICKLE_SUFFIXES)
     if not pickled:
-        raise UserError("model folder has no weights (*.safetensors)", path)
+        raise UserError(f"adapter folder has no weights ({ADAPTER_SAFETENSORS})", path)
+    if not allow_pickle:
+        raise UserError(f"adapter folder has only pickle weights ({pickled[0]}): {PICKLE_REASON}", path)
+
+
+def _looks_local(name: str) -> bool:
+    return Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
+
+
+# A text any usable tokenizer turns into at least one ordinary token (Latin, digits, CJK, Cyrillic).
+_PROBE_TEXT = "The cat sat on the mat. 0123456789 日本語 Привет"
+
+
+def _has_vocabulary(tok) -> bool:
+    try:
+        if len(tok) == 0:
+            return False
+        ids = tok(_PROBE_TEXT, add_special_tokens=False)["input_ids"]
+        special = set(tok.all_special_ids)
+        # An empty tokenizer maps the probe to unknown tokens and bare word-boundary marks only.
+        return any(i not in special and tok.decode([i]).strip() for i in ids)
+    except Exception:  # a tokenizer that cannot encode text is not usable either
+        return False
+
+
+def check_tokenizer(tok, where: str):
+    """Refuse an empty tokenizer; give one without a pad token its eos (or unk) token as pad.
+
+    Raises:
+        UserError: no vocabulary, or no pad, eos or unk token to pad with.
+    """
+    if not _has_vocabulary(tok):
+        raise UserError("tokenizer is empty (no vocabulary to encode text with): the model folder lacks its "
+                        "tokenizer files", where)
+    if tok.pad_token is None:
+        # Decoder-only models often ship without a pad token; padding is always masked out.
+        fallback = tok.eos_token if tok.eos_token is not None else tok.unk_token
+        if fallback is None:
+            raise UserError("tokenizer has no pad, eos or unk token to pad batches with: set pad_token in "
+                            "tokenizer_config.json", where)
+        tok.pad_token = fallback
+    return tok
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """The tokenizer of a model (hub id or folder), checked by `check_tokenizer`."""
     from transformers import AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load tokenizer: {one_line(e)}", name_or_path) from None
-    if tok.pad_token is None:
-        # Decoder-only models often ship without a pad token; padding is always masked out.
-        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
-    return tok
+    return check_tokenizer(tok, name_or_path)
 
 
 def load_model(
@@ -154,10 +215,12 @@ def load_model(
     if local.exists() or name_or_path.startswith((".", "/", "~")):
         _check_local_folder(local.expanduser(), allow_pickle)
         check_model_fits(local.expanduser(), pick_dtype(dtype, pick_device(device)), pick_device(device), name)
+    adapter_dir = _adapter_dir(adapter, allow_pickle) if adapter is not None else None
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load model config: {one_line(e)}", name_or_path) from None
+    tokenizer = load_tokenizer(name_or_path, trust_remote_code)  # before the weights: fails fast
     seq2seq = is_seq2seq_config(config)
     auto = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
     dev = pick_device(device)
@@ -169,27 +232,43 @@ def load_model(
         )
     except (OSError, ValueError, KeyError) as e:
         raise UserError(f"cannot load model weights: {one_line(e)}", name_or_path) from None
-    tokenizer = load_tokenizer(name_or_path, trust_remote_code)
     source_dir = str(local) if local.is_dir() else _hub_snapshot_dir(name_or_path)
-    if adapter is not None:
-        model = _attach_adapter(model, adapter)
+    if adapter_dir is not None:
+        model = _attach_adapter(model, adapter_dir)
     model.to(dev)
     model.eval()
-    fp = _fingerprint(model, tokenizer, source_dir, adapter)
+    fp = _fingerprint(model, tokenizer, source_dir, adapter_dir)
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, is_seq2seq=seq2seq, fingerprint=fp,
                        adapter=adapter, source_dir=source_dir, extra={"source": source.origin} if source.origin else {})
 
 
-def _attach_adapter(model, adapter: str):
+def _adapter_dir(adapter: str, allow_pickle: bool) -> Path:
+    """The adapter's local folder, checked by `_check_adapter_folder`.
+
+    A hub adapter is downloaded first, without its pickle weights unless `allow_pickle`, so peft is
+    only ever given a folder that passed the same checks as a local one.
+    """
+    if _looks_local(adapter):
+        path = Path(adapter).expanduser()
+    else:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["adapter_config.json", ADAPTER_SAFETENSORS] + (["adapter_model.bin"] if allow_pickle else [])
+        try:
+            path = Path(snapshot_download(adapter, allow_patterns=patterns))
+        except Exception as e:  # network, auth, offline, not found: all one line for the user
+            raise UserError(f"cannot download adapter: {one_line(e)}", adapter) from None
+    _check_adapter_folder(path, allow_pickle)
+    return path
+
+
+def _attach_adapter(model, adapter_dir: Path):
     from peft import PeftModel
 
-    path = Path(adapter)
-    if path.exists() and not (path / "adapter_config.json").is_file():
-        raise UserError("adapter folder has no adapter_config.json", path)
     try:
-        return PeftModel.from_pretrained(model, adapter, is_trainable=False)
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
-        raise UserError(f"cannot load adapter: {one_line(e)}", adapter) from None
+        raise UserError(f"cannot load adapter: {one_line(e)}", adapter_dir) from None
 
 
 def _hub_snapshot_dir(name: str) -> str | None:
@@ -202,11 +281,9 @@ def _hub_snapshot_dir(name: str) -> str | None:
         return None
 
 
-def _fingerprint(model, tokenizer, source_dir: str | None, adapter: str | None) -> str:
+def _fingerprint(model, tokenizer, source_dir: str | None, adapter_dir: Path | None) -> str:
     if source_dir is not None:
-        adapter_dir = adapter if adapter is not None and Path(adapter).is_dir() else None
-        if adapter is None or adapter_dir is not None:
-            return fingerprint_path(source_dir, adapter_dir)
+        return fingerprint_path(source_dir, adapter_dir)
     return fingerprint_model(model, tokenizer)  # weights not in a folder we can read: hash what was loaded
 
 
@@ -229,8 +306,8 @@ class LazyModel:
         adapter_ok = adapter is None or Path(adapter).is_dir()
         if local.is_dir() and adapter_ok:
             _check_local_folder(local, allow_pickle)
-            if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-                raise UserError("adapter folder has no adapter_config.json", adapter)
+            if adapter is not None:
+                _check_adapter_folder(Path(adapter), allow_pickle)
             self.fingerprint = fingerprint_path(local, adapter)
             self._seq2seq = bool(json.loads((local / "config.json").read_text()).get("is_encoder_decoder"))
             self._device = pick_device(device)
