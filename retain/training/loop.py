@@ -40,7 +40,7 @@ from retain.training.callbacks import (JsonlLogger, NonFiniteGradGuard, NonFinit
 from retain.training.config import RunConfig, TrainSettings
 from retain.training.data import Collator, EncodedDataset, Encoder, samples_from_examples
 from retain.training.mixture import proportions
-from retain.training.trainer import (RetainTrainer, checkpoint_step, last_complete_checkpoint, mixed_precision,
+from retain.training.trainer import (RetainTrainer, checkpoint_step, mixed_precision, resumable_checkpoint,
                                      training_arguments)
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / CONFIG, config.to_yaml())
     ckpt_dir, log_path = out_dir / "checkpoints", out_dir / LOG
-    last = last_complete_checkpoint(ckpt_dir) if resume else None
+    last = resumable_checkpoint(ckpt_dir) if resume else None
     if not resume:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         log_path.unlink(missing_ok=True)
