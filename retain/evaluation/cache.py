@@ -2,7 +2,8 @@
 
 A cache entry holds a model's raw outputs (greedy predictions, or per-choice log-likelihoods) for
 every example of one task split. The key covers everything that can change those outputs: the model
-fingerprint (weights + adapter), the task's family, version, kind, generation length and data hash
+fingerprint (weights, config, tokenizer, chat template, generation config, adapter), the task's
+family, version, kind, generation length and data hash
 (with few-shot prompts: k, seed and every example's shots; zero-shot keys carry none of it, so they
 are those from before few-shot existed), and the evaluation settings (dtype, chat mode, engine version). Two different models therefore never
 share an entry, and editing a data file invalidates its entries.
