@@ -1,21 +1,40 @@
 """The `retain` command line: thin wrappers that parse, call the library and print.
 
-Each subcommand lives in its own module and registers itself on `app`. Every user error
-(`retain.errors.UserError`, bad options) is printed as ONE line on stderr with exit code 2, no
-traceback.
+Each subcommand lives in its own module and registers itself on `app`. `main()` is the one place
+where outcomes become exit codes (the contract is documented in the README):
+
+====  ==========================================================================================
+0     success
+1     `--check` gate failed (no run within the forgetting budget), or an internal error: one line
+      with the exception's type and message ("rerun with --debug for the traceback")
+2     bad input or usage: one line naming the file, key or option (`retain.errors.UserError` and
+      every usage error of the option parser)
+130   interrupted by SIGINT (Ctrl-C); 143 terminated by SIGTERM: one line saying how to resume
+141   standard output was closed by the reader (`retain tasks | head -1`): stopped quietly
+====  ==========================================================================================
+
+Nothing here depends on a typer or click version: option-parser exceptions are recognised by what
+they carry (`exit_code`, `format_message`), since typer 0.29 raises its own vendored copies of
+click's exceptions while older typer raises click's.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
 import sys
+import traceback
 
-import click
 import typer
 
 from retain.errors import UserError, one_line
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SIGINT, EXIT_SIGTERM, EXIT_PIPE = 130, 143, 141
+
 app = typer.Typer(
-    name="retain", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="retain", add_completion=False, pretty_exceptions_enable=False,
     help="Fine-tune a language model on one task and measure what it forgot on the way.",
 )
 
@@ -25,10 +44,11 @@ def _global_options(
     data_dir: str = typer.Option(None, "--data-dir", envvar="RETAIN_DATA_DIR", show_envvar=True,
                                  help="Folder with one sub-folder per task family (summarization/, ner/, ...): "
                                       "lets `--task ner` stand for `ner:DIR/ner`."),
+    debug: bool = typer.Option(False, "--debug", envvar="RETAIN_DEBUG",
+                               help="Show the full traceback of an error (may be given anywhere on the line)."),
 ) -> None:
     """Fine-tune a language model on one task and measure what it forgot on the way."""
     if data_dir:
-        import os
         from pathlib import Path
 
         from retain.tasks.data_dir import ENV_VAR
@@ -44,7 +64,6 @@ def quiet_libraries() -> None:
     Environment variables rather than library calls, so that a run served from the cache never
     imports `transformers` or `datasets` at all.
     """
-    import os
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -55,24 +74,149 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
 
 
-def fail(message: str, code: int = 2) -> None:
-    print(f"error: {one_line(message)}", file=sys.stderr)
-    raise SystemExit(code)
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, so that no library's `except Exception` (nor the
+    option parser's own KeyboardInterrupt handling) swallows it on the way to `main`."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StdoutClosed(BaseException):
+    """The reader of standard output went away (a closed pipe)."""
+
+
+class _PipeGuard:
+    """Wraps sys.stdout so that a write to a closed pipe raises `StdoutClosed` (which the option
+    parser does not intercept) instead of an OSError anywhere in the middle of a command."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise StdoutClosed() from None
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise StdoutClosed() from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _on_signal(signum, _frame):
+    raise Interrupted(signum)
+
+
+def _say(message: str) -> None:
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass  # stderr closed too: the exit code still tells
+
+
+def _parser_error(exc: BaseException) -> int | None:
+    """Exit code for an option-parser exception (typer's vendored click or click), else None."""
+    kind = type(exc).__name__
+    if kind == "Exit" and isinstance(getattr(exc, "exit_code", None), int):
+        return exc.exit_code
+    if kind == "Abort":
+        return EXIT_SIGINT
+    if kind == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
+        text = exc.ctx.get_help()
+        if text:
+            print(text)
+        return EXIT_USAGE
+    if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _say(f"error: {where}{one_line(exc.format_message())}{hint}")
+        return exc.exit_code if exc.exit_code != EXIT_FAILED else EXIT_USAGE
+    return None
+
+
+def _resume_hint(argv: list[str]) -> str:
+    return f"finished work is kept; rerun to resume: retain {shlex.join(argv)}"
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line and return its exit code (the contract in the module docstring)."""
+    from retain.cli import commands  # noqa: F401  (registers the subcommands)
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("RETAIN_DEBUG", "").lower() in ("1", "true", "yes")
+    argv = [a for a in argv if a != "--debug"]
+    if not argv:  # the help (typer's rich help prints itself to stdout), and a usage error's exit code
+        command = typer.main.get_command(app)
+        text = command.get_help(typer.Context(command, info_name="retain"))
+        if text:
+            print(text)
+        return EXIT_USAGE
+    handlers = {}
+    if _main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, _on_signal)
+    stdout = sys.stdout
+    sys.stdout = _PipeGuard(stdout)
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="retain")
+        sys.stdout.flush()
+        return code if isinstance(code, int) else EXIT_OK
+    except UserError as e:
+        if debug:
+            traceback.print_exc()
+        _say(f"error: {one_line(str(e))}")
+        return EXIT_USAGE
+    except Interrupted as e:
+        code = EXIT_SIGTERM if e.signum == signal.SIGTERM else EXIT_SIGINT
+        _say(f"interrupted ({signal.Signals(e.signum).name}): {_resume_hint(argv)}")
+        return code
+    except KeyboardInterrupt:  # before the handler was installed, or from a non-main thread
+        _say(f"interrupted: {_resume_hint(argv)}")
+        return EXIT_SIGINT
+    except StdoutClosed:
+        _silence_stdout()
+        return EXIT_PIPE
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_FAILED)
+    except Exception as e:  # noqa: BLE001  (the one catch-all: every error ends as one line)
+        code = _parser_error(e)
+        if code is not None:
+            return code
+        if debug:
+            traceback.print_exc()
+        else:
+            _say(f"error: {type(e).__name__}: {one_line(str(e))} (an internal error; "
+                 "rerun with --debug for the traceback)")
+        return EXIT_FAILED
+    finally:
+        sys.stdout = stdout
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _silence_stdout() -> None:
+    # Interpreter shutdown flushes stdout again: point the descriptor at /dev/null so it stays quiet.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `retain` command."""
-    from retain.cli import commands  # noqa: F401  (registers the subcommands)
-
-    try:
-        app(args=argv, standalone_mode=False)
-    except UserError as e:
-        fail(str(e))
-    except click.exceptions.NoArgsIsHelp:
-        raise SystemExit(0)
-    except click.exceptions.Abort:
-        fail("aborted", 130)
-    except click.ClickException as e:
-        fail(e.format_message() if hasattr(e, "format_message") else str(e), e.exit_code or 2)
-    except click.exceptions.Exit as e:
-        raise SystemExit(e.exit_code)
+    """Entry point of the `retain` command: runs it and exits with its code."""
+    raise SystemExit(run(argv))

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -55,17 +56,17 @@ def eval_command(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bar:
         def factory(t, total):
-            handle = bar.add_task(t.name, total=total)
+            handle = bar.add_task(escape(t.name), total=total)
             return lambda n: bar.advance(handle, n)
 
         doc = evaluate(lm, tasks, settings, cache, progress_factory=factory)
     atomic_write_json(out, doc)
-    table = Table(title=f"{model} ({lm.fingerprint})")
+    table = Table(title=escape(f"{model} ({lm.fingerprint})"))
     for col in ("task", "n", "metric", "value", "95% CI", "cached"):
         table.add_column(col)
     for name, res in doc["tasks"].items():
         m = res["metrics"][res["primary"]]
-        table.add_row(name, str(res["n"]), res["primary"], f"{m['value']:.4f}",
+        table.add_row(escape(name), str(res["n"]), res["primary"], f"{m['value']:.4f}",
                       f"[{m['ci95'][0]:.4f}, {m['ci95'][1]:.4f}]", "yes" if res["from_cache"] else "no")
     Console().print(table)
-    Console().print(f"wrote {out}")
+    Console().print(f"wrote {out}", markup=False)

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -24,10 +25,12 @@ def run_with_progress(config, out: Path, console: Console) -> dict:
 
     with _progress_bar(console) as bar:
         def factory(label, total):
-            handle = bar.add_task(label, total=total)
+            handle = bar.add_task(escape(label), total=total)
             return lambda n: bar.advance(handle, n)
 
-        return run_study(config, out, log=console.print, progress_factory=factory)
+        # Log lines carry user strings (run and task names, paths): printed as text, never as markup.
+        return run_study(config, out, log=lambda line: console.print(line, markup=False, highlight=False),
+                         progress_factory=factory)
 
 
 def _fmt(x: float | None, signed: bool = True) -> str:
@@ -41,11 +44,11 @@ def print_summary(doc: dict, out: Path, console: Console) -> None:
     tasks = doc["tasks"]
     target = doc["target"]["task"]
     protected = [n for n, t in tasks.items() if t["role"] == "protected"]
-    table = Table(title=f"{doc['study']['name']}: change against the base ({doc['model']['name']})")
+    table = Table(title=escape(f"{doc['study']['name']}: change against the base ({doc['model']['name']})"))
     table.add_column("run")
-    table.add_column(f"{target}\n{tasks[target]['primary']}", justify="right")
+    table.add_column(escape(f"{target}\n{tasks[target]['primary']}"), justify="right")
     for n in protected:
-        table.add_column(f"{n}\n{tasks[n]['primary']}", justify="right")
+        table.add_column(escape(f"{n}\n{tasks[n]['primary']}"), justify="right")
     table.add_column("within\nbudget", justify="center")
     table.add_column("train s", justify="right")
     base = doc["base"]["scores"]
@@ -53,7 +56,7 @@ def print_summary(doc: dict, out: Path, console: Console) -> None:
                   "", "")
     for run in doc["runs"]:
         if run["status"] != "done":
-            table.add_row(run["name"], *["failed"] + [""] * len(protected), "", "")
+            table.add_row(escape(run["name"]), *["failed"] + [""] * len(protected), "", "")
             continue
         cells = []
         for n in [target, *protected]:
@@ -63,16 +66,16 @@ def print_summary(doc: dict, out: Path, console: Console) -> None:
             text = f"{c['delta']:+.3f}{mark}"
             cells.append(f"[{style}]{text}[/{style}]" if style else text)
         train_s = run["cost"].get("train_seconds")
-        table.add_row(run["name"], *cells, "yes" if run["within_budget"] else "[red]no[/red]",
+        table.add_row(escape(run["name"]), *cells, "yes" if run["within_budget"] else "[red]no[/red]",
                       f"{train_s:.0f}" if train_s else "-")
     console.print(table)
     console.print("* significant (paired bootstrap, 95%)")
     rec = doc["recommendation"]
     if rec["run"]:
-        console.print(f"[bold green]Recommended:[/bold green] {rec['run']}: {rec['reason']}")
+        console.print(f"[bold green]Recommended:[/bold green] {escape(rec['run'])}: {escape(rec['reason'])}")
     else:
-        console.print(f"[bold red]No run within budget:[/bold red] {rec['reason']}")
-    console.print(f"Report: {out / 'report.html'} (also report.md, results.json)")
+        console.print(f"[bold red]No run within budget:[/bold red] {escape(rec['reason'])}")
+    console.print(f"Report: {out / 'report.html'} (also report.md, results.json)", markup=False)
 
 
 @app.command("study")
@@ -111,7 +114,7 @@ def report_command(
 
         raise UserError("not a retain study results file (schema retain.study/1)", results)
     written = render_report(doc, out or results.parent)
-    Console().print(f"wrote {', '.join(str(p) for p in written.values())}")
+    Console().print(f"wrote {', '.join(str(p) for p in written.values())}", markup=False)
 
 
 @app.command("demo")

@@ -52,14 +52,15 @@ def train_command(**kwargs) -> None:
     settings_opts.update({k: kwargs[k] for k in TrainSettings.model_fields if kwargs.get(k) is not None})
     settings = make_settings(settings_opts)
 
-    console = Console(stderr=True, soft_wrap=True)
+    # User strings (model, task, paths) are printed as text, never interpreted as rich markup.
+    console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
     console.print(f"training {model} on {target} with {method.name} -> {kwargs['out']}")
     result = train(model, target, method, settings, kwargs["out"], resume=kwargs["resume"])
     meta = result.metadata
     if result.reused:
         console.print(f"{kwargs['out']} already holds this finished run; nothing to do")
     tps = meta.get("tokens_per_second")
-    Console(soft_wrap=True).print(f"done: {meta['steps']} steps, train loss {meta['train_loss']:.4f}"
+    Console(soft_wrap=True, markup=False, highlight=False).print(f"done: {meta['steps']} steps, train loss {meta['train_loss']:.4f}"
                     + (f", validation loss {meta['eval_loss']:.4f}" if meta.get("eval_loss") is not None else "")
                     + (f", {tps:,.0f} tokens/s" if tps else "")
                     + f"; wrote {kwargs['out']}")

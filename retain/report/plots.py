@@ -25,7 +25,9 @@ RED, GREEN, GREY, INK = "#c0392b", "#1e8449", "#9aa0a6", "#202124"
 DIVERGING = LinearSegmentedColormap.from_list("retain", ["#b03a2e", "#f5b7b1", "#ffffff", "#a9dfbf", "#1e8449"])
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "axes.spines.top": False,
-         "axes.spines.right": False, "axes.titleweight": "bold", "svg.hashsalt": "retain"}
+         "axes.spines.right": False, "axes.titleweight": "bold", "svg.hashsalt": "retain",
+         # Task and run names are data: a '$' in one must print as '$', not start mathtext.
+         "text.parse_math": False}
 DPI = 130
 
 

@@ -7,6 +7,7 @@ settings are validated by the same code that trains them, so a typo fails before
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,19 @@ from retain.errors import UserError
 from retain.training.config import read_yaml, validated
 
 WISE_FT = "wise-ft"
+
+# Names become folder names and report text, so they are data, never paths or markup: letters,
+# digits, '.', '_' and '-', starting with a letter or digit. '+' is left out on purpose: derived
+# WiSE-FT runs are named PARENT+NAME-ALPHA, so they can never collide with a run the user named.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+
+
+def check_name(value: str, what: str) -> str:
+    """`value` if it is a safe run or study name, else a ValueError saying what is allowed."""
+    if not NAME_PATTERN.fullmatch(value) or ".." in value:
+        raise ValueError(f"{what} {value!r} is not allowed: use up to 80 letters, digits, '.', '_' and '-', "
+                         "starting with a letter or digit ('+' is reserved for derived wise-ft runs)")
+    return value
 
 
 class _Strict(BaseModel):
@@ -61,6 +75,11 @@ class MethodEntry(_Strict):
     def run_name(self) -> str:
         return self.name or self.method
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str | None) -> str | None:
+        return None if name is None else check_name(name, "run name")
+
     @model_validator(mode="after")
     def _wise_ft_fields(self):
         if self.method == WISE_FT:
@@ -101,6 +120,11 @@ class StudyConfig(_Strict):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     dtype: str = Field("auto", description="Evaluation dtype: auto, float32, bfloat16, float16.")
     cache_dir: str | None = Field(None, description="Evaluation cache (default ~/.cache/retain/eval).")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        return check_name(name, "study name")
 
     @model_validator(mode="before")
     @classmethod
