@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.retain-installed
 
-.PHONY: test demo setup bench compare real-study clean
+.PHONY: test demo setup bench compare real-study clean test-cli-range
 
 setup: $(STAMP)
 
@@ -22,6 +22,14 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The exit-code contract on the lowest typer/click that pyproject.toml allows (the newest is what
+# `make test` installs): the console-script tests with those two shadowing the installed ones.
+CLI_LOW := .venv/cli-low
+test-cli-range: $(STAMP)
+	$(PY) -m pip install -q --no-deps --target $(CLI_LOW) "typer==0.12.5" "click==8.1.7"
+	PYTHONPATH=$(CLI_LOW) $(PY) -c "import typer, click; print('typer', typer.__version__, 'click', click.__version__)"
+	PYTHONPATH=$(CLI_LOW) $(PY) -m pytest -q tests/cli/test_console_script.py
 
 demo: $(STAMP)
 	$(VENV)/bin/retain demo
