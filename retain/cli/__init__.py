@@ -186,20 +186,31 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_PIPE
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_FAILED)
-    except Exception as e:  # noqa: BLE001  (the one catch-all: every error ends as one line)
-        code = _parser_error(e)
-        if code is not None:
-            return code
+    except OSError as e:
+        if e.filename is None:  # not about a path the user gave: an internal error like any other
+            return _internal_error(e, debug)
         if debug:
             traceback.print_exc()
-        else:
-            _say(f"error: {type(e).__name__}: {one_line(str(e))} (an internal error; "
-                 "rerun with --debug for the traceback)")
-        return EXIT_FAILED
+        # A path the user named cannot be read or written (permissions, a file where a folder is
+        # expected, a full disk): bad input for the contract, said in one line.
+        _say(f"error: {e.filename}: {e.strerror or one_line(str(e))}")
+        return EXIT_USAGE
+    except Exception as e:  # noqa: BLE001  (the one catch-all: every error ends as one line)
+        code = _parser_error(e)
+        return code if code is not None else _internal_error(e, debug)
     finally:
         sys.stdout = stdout
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+
+
+def _internal_error(e: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    else:
+        _say(f"error: {type(e).__name__}: {one_line(str(e))} (an internal error; "
+             "rerun with --debug for the traceback)")
+    return EXIT_FAILED
 
 
 def _main_thread() -> bool:

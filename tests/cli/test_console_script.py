@@ -59,6 +59,7 @@ USAGE_ERRORS = {
     "unknown task": (["eval", "--model", "./m", "--task", "no-such-task", "--out", "o.json"], "no-such-task"),
     "unknown method": (["train", "--model", "./m", "--task", "toy-ner", "--method", "fulll", "--out", "o"], "fulll"),
     "bad --set": (["study", "{cfg}", "--set", "novalue"], "novalue"),
+    "output is a folder": (["report", "{results}", "--out", "{cfg}"], "study.yaml"),
     "negative limit": (["eval", "--model", "./m", "--task", "toy-ner", "--out", "o.json", "--limit", "-3"], "limit"),
 }
 
@@ -67,10 +68,14 @@ USAGE_ERRORS = {
 def test_usage_errors_are_one_line_exit_2(case, tmp_path):
     args, named = USAGE_ERRORS[case]
     cfg = _study_yaml(tmp_path)
-    res = retain(*[a.replace("{cfg}", str(cfg)) for a in args], cwd=tmp_path)
+    results = tmp_path / "in" / "results.json"  # a minimal study result, for `retain report`
+    results.parent.mkdir()
+    results.write_text(json.dumps({"schema": "retain.study/1"}))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    res = retain(*[a.replace("{cfg}", str(cfg)).replace("{results}", str(results)) for a in args], cwd=tmp_path)
     assert res.returncode == 2, (res.returncode, res.stderr)
     assert named.lower() in one_error_line(res).lower()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"], "nothing may be written"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before, "nothing may be written"
 
 
 def test_bare_command_prints_help_exit_2():
