@@ -63,8 +63,8 @@ def import_command(
     t0 = time.perf_counter()
     convert_gguf(path, out, dtype, info=info)
     how = f"{info.quantization} weights dequantized" if info.quantized else f"{info.quantization} weights"
-    Console().print(f"wrote {out} ({info.architecture}, {info.parameters / 1e6:.0f}M parameters, {how} to "
-                    f"{dtype}) in {time.perf_counter() - t0:.0f}s", highlight=False)
+    print(f"wrote {out} ({info.architecture}, {info.parameters / 1e6:.0f}M parameters, {how} to {dtype}) "
+          f"in {time.perf_counter() - t0:.0f}s")
 
 
 @app.command("init-model")

@@ -139,7 +139,9 @@ def resolve_model(spec: str, dtype: torch.dtype = torch.float32) -> ModelSource:
         return _from_gguf(embedded_gguf(spec), dtype,
                           {"embedded": m.name, "package": f"{m.package}=={m.version}", "license": m.license})
     local = Path(spec).expanduser()
-    if local.is_file() and local.suffix.lower() == ".gguf":
+    if local.suffix.lower() == ".gguf":
+        if not local.is_file():
+            raise UserError("GGUF file not found", spec)
         return _from_gguf(local, dtype)
     if local.is_dir():
         gguf_file = _gguf_in_folder(local)

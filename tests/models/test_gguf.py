@@ -223,7 +223,7 @@ def test_bad_files_are_one_line_user_errors(q4_gguf, tmp_path, cache_dir):
     data = bytearray(q4_gguf.read_bytes())
     data[8:64] = b"\xff" * 56  # tensor and metadata counts past anything the file could hold
     garbled.write_bytes(bytes(data))
-    cases = {wrong_magic: "not a GGUF file", truncated: "corrupt or truncated", garbled: "corrupt or truncated",
+    cases = {tmp_path / "missing.gguf": "GGUF file not found", wrong_magic: "not a GGUF file", truncated: "corrupt or truncated", garbled: "corrupt or truncated",
              _unsupported_arch(tmp_path): "architecture 'mysterynet' cannot be read by transformers"}
     for path, message in cases.items():
         with pytest.raises(UserError, match=message) as exc:
