@@ -22,6 +22,7 @@ from tests.conftest import DATA, needs_data
 from tests.real.conftest import NAME
 
 RETAIN = Path(sys.executable).parent / "retain"
+pytestmark = pytest.mark.slow
 
 
 def retain(*args, cwd=None) -> subprocess.CompletedProcess:
