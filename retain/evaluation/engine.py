@@ -14,6 +14,9 @@ Two request kinds, as in lm-evaluation-harness:
 Results come back in the order of the requests. Batching does not change results beyond float
 rounding (tests check that batched equals unbatched).
 
+Models run in their `LoadedModel.precision`: on a CPU with native bf16, `dtype: auto` gives fp32
+weights under bf16 autocast (`retain.models.device`), entered once around all batches.
+
 Few-shot prompts arrive as the task prompt plus its solved examples (`shots`), formatted by
 `retain.models.formatting.format_prompt`. A decoder-only input longer than the model's context
 (`config.max_position_embeddings`: the prompt plus `max_new_tokens` when generating, context plus
@@ -25,6 +28,7 @@ positions have no fixed context).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Sequence
 
 import torch
@@ -71,6 +75,22 @@ def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.
             ids[i, : len(r)] = torch.tensor(r)
             mask[i, : len(r)] = 1
     return ids, mask
+
+
+def _precision(lm):
+    """Run `lm` in its precision: under bf16 autocast when it has one (`LoadedModel.autocast`).
+
+    Autocast caches each weight's bf16 copy for the whole region, but not under `inference_mode`
+    (it then re-casts every weight at every forward pass, slower than fp32), so an autocast region
+    runs under `no_grad` instead.
+    """
+    if getattr(lm, "autocast", None) is None:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode(False))
+    stack.enter_context(torch.no_grad())
+    stack.enter_context(lm.autocast_context())
+    return stack
 
 
 def _batches(order: list[int], batch_size: int) -> list[list[int]]:
@@ -129,18 +149,20 @@ def generate(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, batch
     order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
     config = _greedy_config(lm, max_new_tokens)
     out: list[str] = [""] * len(texts)
-    for batch in _batches(order, batch_size):
-        ids, mask = _pad([encoded[i] for i in batch], tok.pad_token_id, left=not lm.is_seq2seq)
-        ids, mask = ids.to(lm.device), mask.to(lm.device)
-        generated = greedy_decode(lm, ids, mask, max_new_tokens)
-        if generated is None:  # a model whose cache cannot drop finished rows
-            generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-            if not lm.is_seq2seq:
-                generated = generated[:, ids.shape[1]:]
-        for i, text in zip(batch, tok.batch_decode(generated, skip_special_tokens=True)):
-            out[i] = text.strip()
-        if progress:
-            progress(len(batch))
+    # One autocast region for all batches: its cache casts each weight to bf16 once, not every step.
+    with _precision(lm):
+        for batch in _batches(order, batch_size):
+            ids, mask = _pad([encoded[i] for i in batch], tok.pad_token_id, left=not lm.is_seq2seq)
+            ids, mask = ids.to(lm.device), mask.to(lm.device)
+            generated = greedy_decode(lm, ids, mask, max_new_tokens)
+            if generated is None:  # a model whose cache cannot drop finished rows
+                generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+                if not lm.is_seq2seq:
+                    generated = generated[:, ids.shape[1]:]
+            for i, text in zip(batch, tok.batch_decode(generated, skip_special_tokens=True)):
+                out[i] = text.strip()
+            if progress:
+                progress(len(batch))
     return out
 
 
@@ -166,9 +188,10 @@ def loglikelihood(lm: LoadedModel, requests: Sequence[tuple[str, str]], batch_si
     contexts = [format_prompt(lm.tokenizer, c, lm.is_seq2seq, chat, shots[i] if shots else ())
                 for i, (c, _) in enumerate(requests)]
     formatted = [(ctx, cont) for ctx, (_, cont) in zip(contexts, requests)]
-    if lm.is_seq2seq:
-        return _loglikelihood_seq2seq(lm, formatted, batch_size, progress)
-    return _loglikelihood_causal(lm, formatted, batch_size, progress, truncated)
+    with _precision(lm):  # log-softmax runs on fp32 logits either way
+        if lm.is_seq2seq:
+            return _loglikelihood_seq2seq(lm, formatted, batch_size, progress)
+        return _loglikelihood_causal(lm, formatted, batch_size, progress, truncated)
 
 
 def _continuation_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,7 @@ def _select(cache, keep: torch.Tensor) -> bool:
     return True
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: it would turn off autocast's weight cache (see engine._precision)
 def greedy_decode(lm, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int) -> list[list[int]] | None:
     """New tokens (EOS excluded) for each row of a padded batch, or None if this model needs `generate`.
 

@@ -141,7 +141,11 @@ class TaskResult:
 
 
 def _settings_key(lm: LoadedModel, settings: EvalSettings) -> dict:
-    return {"dtype": str(lm.dtype), "device": lm.device.type, "chat": settings.chat}
+    key = {"dtype": str(lm.dtype), "device": lm.device.type, "chat": settings.chat}
+    autocast = getattr(lm, "autocast", None)
+    if autocast is not None:  # absent without autocast: plain-dtype keys are those from before autocast
+        key["autocast"] = str(autocast)
+    return key
 
 
 def cache_key(lm: LoadedModel, task: Task, settings: EvalSettings) -> str:

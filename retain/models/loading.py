@@ -19,6 +19,7 @@ import torch
 
 from retain.errors import UserError, one_line
 from retain.models.fingerprint import PICKLE_SUFFIXES, fingerprint_model, fingerprint_path, has_tokenizer_files
+from retain.models.device import BF16_AUTOCAST, FP32, Precision, fast_bf16
 from retain.models.memory import check_model_fits
 from retain.models.sources import resolve_model
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
+AUTOCAST_NAMES = ("bf16-autocast",)  # fp32 weights, bf16 matmuls
 ADAPTER_SAFETENSORS = "adapter_model.safetensors"
 PICKLE_REASON = ("pickle can run arbitrary code when loaded; pass --allow-pickle if you trust the files, "
                  "or convert them to safetensors")
@@ -43,6 +45,8 @@ class LoadedModel:
         fingerprint: identifies the exact weights (see `retain.models.fingerprint`).
         adapter: the adapter path, if any.
         source_dir: the local folder the weights came from (None for in-memory models).
+        autocast: None, or the dtype matmuls run in under `torch.autocast` (weights stay as loaded);
+            the evaluation engine enters `autocast_context()` around every forward pass.
     """
 
     model: torch.nn.Module
@@ -53,6 +57,7 @@ class LoadedModel:
     adapter: str | None = None
     source_dir: str | None = None
     extra: dict = field(default_factory=dict)
+    autocast: torch.dtype | None = None
 
     @property
     def device(self) -> torch.device:
@@ -62,10 +67,19 @@ class LoadedModel:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
+    @property
+    def precision(self) -> Precision:
+        return Precision(self.dtype, self.autocast)
+
+    def autocast_context(self):
+        """Run forward passes in this model's precision (bf16 autocast, or nothing)."""
+        return self.precision.context(self.device)
+
     def describe(self) -> dict:
         return {"name": self.name, "fingerprint": self.fingerprint, "adapter": self.adapter,
                 "architecture": "seq2seq" if self.is_seq2seq else "causal",
                 "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                "precision": self.precision.name,
                 **({"source": self.extra["source"]} if self.extra.get("source") else {})}
 
 
@@ -83,15 +97,31 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def pick_precision(dtype: str, device: torch.device) -> Precision:
+    """Weights dtype and autocast for an evaluation `dtype` setting on `device`.
+
+    `auto`: bf16 weights on GPUs that support bf16; on a CPU with native bf16 (`cpu_has_fast_bf16`),
+    fp32 weights with bf16 autocast (closer to fp32 than bf16 weights, see `retain.models.device`);
+    fp32 elsewhere. `bf16-autocast` asks for the CPU choice anywhere; the other names load weights in
+    that dtype without autocast (`float32` opts out of bf16).
+
+    Raises:
+        UserError: an unknown dtype name.
+    """
+    if dtype == "auto":
+        if not fast_bf16(device):
+            return FP32
+        return Precision(torch.bfloat16) if device.type == "cuda" else BF16_AUTOCAST
+    if dtype in AUTOCAST_NAMES:
+        return BF16_AUTOCAST
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r} (use auto, {', '.join([*DTYPES, *AUTOCAST_NAMES])})")
+    return Precision(DTYPES[dtype])
+
+
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto`: bfloat16 on GPUs that support it, float32 elsewhere (fp16 overflows in T5)."""
-    if dtype != "auto":
-        if dtype not in DTYPES:
-            raise UserError(f"unknown dtype {dtype!r} (use auto, {', '.join(DTYPES)})")
-        return DTYPES[dtype]
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+    """The dtype weights are loaded in for an evaluation `dtype` setting (see `pick_precision`)."""
+    return pick_precision(dtype, device).weights
 
 
 def is_seq2seq_config(config) -> bool:
@@ -200,7 +230,7 @@ def load_model(
             holding one) or an embedded model name (see `retain.models.sources`).
         adapter: optional PEFT adapter folder (or hub id) to load on top.
         device: `auto`, `cpu`, `cuda`, `cuda:N` or `mps`.
-        dtype: `auto`, `float32`, `bfloat16` or `float16`.
+        dtype: `auto`, `float32`, `bfloat16`, `float16` or `bf16-autocast` (see `pick_precision`).
         allow_pickle: allow `.bin`/`.pt` checkpoints (pickle can execute code).
         trust_remote_code: run model code shipped with the checkpoint.
 
@@ -209,12 +239,14 @@ def load_model(
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    name, source = name_or_path, resolve_model(name_or_path, pick_dtype(dtype, pick_device(device)))
+    dev = pick_device(device)
+    precision = pick_precision(dtype, dev)
+    name, source = name_or_path, resolve_model(name_or_path, precision.weights)
     name_or_path = source.path
     local = Path(name_or_path)
     if local.exists() or name_or_path.startswith((".", "/", "~")):
         _check_local_folder(local.expanduser(), allow_pickle)
-        check_model_fits(local.expanduser(), pick_dtype(dtype, pick_device(device)), pick_device(device), name)
+        check_model_fits(local.expanduser(), precision.weights, dev, name)
     adapter_dir = _adapter_dir(adapter, allow_pickle) if adapter is not None else None
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
@@ -223,8 +255,7 @@ def load_model(
     tokenizer = load_tokenizer(name_or_path, trust_remote_code)  # before the weights: fails fast
     seq2seq = is_seq2seq_config(config)
     auto = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    dev = pick_device(device)
-    torch_dtype = pick_dtype(dtype, dev)
+    torch_dtype = precision.weights
     try:
         model = auto.from_pretrained(
             name_or_path, config=config, dtype=torch_dtype, trust_remote_code=trust_remote_code,
@@ -239,7 +270,8 @@ def load_model(
     model.eval()
     fp = _fingerprint(model, tokenizer, source_dir, adapter_dir)
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, is_seq2seq=seq2seq, fingerprint=fp,
-                       adapter=adapter, source_dir=source_dir, extra={"source": source.origin} if source.origin else {})
+                       adapter=adapter, source_dir=source_dir, extra={"source": source.origin} if source.origin else {},
+                       autocast=precision.autocast)
 
 
 def _adapter_dir(adapter: str, allow_pickle: bool) -> Path:
@@ -300,7 +332,9 @@ class LazyModel:
         self._kwargs = dict(adapter=adapter, device=device, dtype=dtype, allow_pickle=allow_pickle,
                             trust_remote_code=trust_remote_code)
         self._loaded: LoadedModel | None = None
-        source = resolve_model(name_or_path, pick_dtype(dtype, pick_device(device)))
+        self._device = pick_device(device)
+        self._precision = pick_precision(dtype, self._device)
+        source = resolve_model(name_or_path, self._precision.weights)
         self._origin = source.origin
         local = Path(source.path).expanduser()
         adapter_ok = adapter is None or Path(adapter).is_dir()
@@ -310,8 +344,6 @@ class LazyModel:
                 _check_adapter_folder(Path(adapter), allow_pickle)
             self.fingerprint = fingerprint_path(local, adapter)
             self._seq2seq = bool(json.loads((local / "config.json").read_text()).get("is_encoder_decoder"))
-            self._device = pick_device(device)
-            self._dtype = pick_dtype(dtype, self._device)
         else:  # hub ids: the weights must be fetched (or found in the hub cache) to be identified
             self._load()
 
@@ -319,7 +351,7 @@ class LazyModel:
         if self._loaded is None:
             self._loaded = load_model(self.name, **self._kwargs)
             self.fingerprint = self._loaded.fingerprint
-            self._device, self._dtype = self._loaded.device, self._loaded.dtype
+            self._device, self._precision = self._loaded.device, self._loaded.precision
         return self._loaded
 
     def __getattr__(self, attr):  # model, tokenizer, is_seq2seq, ... load on first use
@@ -333,7 +365,18 @@ class LazyModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        return self._dtype
+        return self._precision.weights
+
+    @property
+    def autocast(self) -> torch.dtype | None:
+        return self._precision.autocast
+
+    @property
+    def precision(self) -> Precision:
+        return self._precision
+
+    def autocast_context(self):
+        return self._precision.context(self._device)
 
     @property
     def loaded(self) -> bool:
@@ -343,8 +386,8 @@ class LazyModel:
         if self._loaded is not None:
             return self._loaded.describe()
         return {"name": self.name, "fingerprint": self.fingerprint, "adapter": self.adapter,
-                "architecture": "seq2seq" if self._seq2seq else "causal", "device": str(self._device), "dtype": str(self._dtype).replace("torch.", ""),
-                **({"source": self._origin} if self._origin else {})}
+                "architecture": "seq2seq" if self._seq2seq else "causal", "device": str(self._device), "dtype": str(self.dtype).replace("torch.", ""),
+                "precision": self._precision.name, **({"source": self._origin} if self._origin else {})}
 
 
 def wrap_model(model, tokenizer, name: str = "in-memory") -> LoadedModel:

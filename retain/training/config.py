@@ -42,7 +42,8 @@ class TrainSettings(BaseModel):
     max_grad_norm: float = Field(1.0, ge=0, description="Clip the gradient norm to this (0 turns clipping off).")
     seed: int = Field(0, description="Seed for initialisation, data order, dropout and mixtures.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 mixed precision on GPUs that support it, fp32 elsewhere.")
+        "auto", description="auto: bf16 mixed precision on GPUs and CPUs (AMX / AVX512-BF16) that support it, "
+                          "fp32 elsewhere; fp32 opts out.")
     max_source_length: int = Field(512, gt=0, description="Prompt tokens kept (seq2seq: truncated at the end; "
                                                           "decoder-only: at the start).")
     max_target_length: int = Field(128, gt=1, description="Target tokens kept, EOS included.")

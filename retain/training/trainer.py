@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments
 
 from retain.errors import UserError
+from retain.models.device import fast_bf16
 from retain.training.callbacks import NonFiniteLoss
 from retain.training.config import TrainSettings
 from retain.training.data import IGNORE, SeededLengthGroupedSampler, padded_tokens, real_tokens
@@ -232,13 +233,17 @@ def checkpoint_step(path: str | Path) -> int:
 
 
 def mixed_precision(settings: TrainSettings, device: torch.device, is_seq2seq: bool) -> str:
-    """`bf16`, `fp16` or `fp32` mixed-precision mode for this device (weights stay fp32)."""
+    """`bf16`, `fp16` or `fp32` mixed-precision mode for this device (weights stay fp32).
+
+    `auto`: bf16 autocast where bf16 is native (GPUs that support it, CPUs with AMX-BF16 or
+    AVX512-BF16: `retain.models.device.fast_bf16`), fp32 elsewhere; on older GPUs fp16 for
+    decoder-only models only (fp16 overflows in T5's feed-forward activations; bf16 does not).
+    """
     if settings.precision != "auto":
         return settings.precision
+    if fast_bf16(device):
+        return "bf16"
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return "bf16"
-        # fp16 overflows in T5's feed-forward activations; decoder-only models are fine with it.
         return "fp32" if is_seq2seq else "fp16"
     return "fp32"
 
