@@ -50,6 +50,11 @@ class TrainSettings(BaseModel):
     chat: Literal["auto", "on", "off"] = Field(
         "auto", description="Chat template for decoder-only chat models (as in evaluation): auto, on, off.")
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
+    packing: bool = Field(True, description="Decoder-only models: pack each batch's examples into rows of up to "
+                                            "max_seq_length tokens, attention kept within each example (no "
+                                            "padding between examples); off: pad to the longest. Seq2seq always pads.")
+    max_seq_length: int | None = Field(None, gt=0, description="Tokens per packed row (default: max_source_length "
+                                                               "+ max_target_length, the longest an example can be).")
     save_steps: int = Field(200, gt=0, description="Write a resumable checkpoint every N optimizer steps.")
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept on disk while training.")
     keep_checkpoints: bool = Field(False, description="Keep the checkpoints after a run finishes.")

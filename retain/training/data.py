@@ -10,14 +10,26 @@ The loss is computed on the completion only:
 - seq2seq: `input_ids = prompt` (as the tokenizer encodes it, EOS included for T5), `labels =
   target + EOS`; the collator builds `decoder_input_ids` by shifting the labels right.
 
-Batches are padded to their longest member only (dynamic padding), never to a fixed maximum, and a
-length-grouped sampler puts examples of similar length together, so little is padding. The sampler's
-order depends only on (seed, epoch), so a run resumed from a checkpoint sees the same batches as an
-uninterrupted one (transformers' own `LengthGroupedSampler` draws from the global RNG and does not).
+Batches:
+
+- decoder-only (`PackingCollator`, the default): a batch's examples are packed into rows of up to
+  `max_seq_length` tokens (`pack_rows`: nearly even rows, as few as pay for themselves), one after another, with `position_ids` restarting
+  at 0 for each example and no attention mask. transformers reads the restarts as packed sequences
+  and builds a block-diagonal causal mask (`masking_utils.find_packed_sequence_indices`), so no token
+  attends across examples; each example's first label is -100 (nothing predicts it, as in a padded
+  row). Only the rows' tails are padding, and the loss and its gradient equal those of the padded batch
+  (tested). `packing_honoured` checks a model really builds that mask before packing is used.
+- seq2seq, or with packing off (`Collator`): padded to the batch's longest member only (dynamic
+  padding), never to a fixed maximum.
+
+A length-grouped sampler puts examples of similar length together, so little is padding. The
+sampler's order depends only on (seed, epoch), so a run resumed from a checkpoint sees the same batches
+as an uninterrupted one (transformers' own `LengthGroupedSampler` draws from the global RNG and does not).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -152,8 +164,139 @@ class Collator:
         return batch
 
 
+REAL_TOKENS = "real_tokens"  # packed batches carry their count of real tokens (removed before the forward)
+
+
+def pack_rows(lengths: Sequence[int], capacity: int, attention_span: float | None = None) -> list[list[int]]:
+    """Example indices per row: `lengths` packed into rows of at most `capacity` tokens.
+
+    For each candidate number of rows k (from the fewest that can fit to one row per example), the
+    examples are spread over k rows longest first, each into the row with the fewest tokens so far
+    (rows come out nearly even, so little of them is padding). Without `attention_span`, the fewest
+    rows win. With it, the layout computing the least wins: a row of width W costs W positions for
+    the matmuls plus attention over W keys per position, which a dense block-diagonal mask computes in
+    full, so cost = rows * W * (1 + W / attention_span) (see `attention_span`). One row per example
+    (plain padding) is always a candidate, so packing never costs more than padding.
+    An example longer than `capacity` gets a row of its own.
+    """
+    n = len(lengths)
+    if n == 0:
+        return []
+    limit = max(capacity, max(lengths))
+    order = sorted(range(n), key=lambda i: (-lengths[i], i))
+    best, best_cost = None, None
+    for k in range(max(1, -(-sum(lengths) // limit)), n + 1):
+        rows, used = [[] for _ in range(k)], [0] * k
+        for i in order:
+            r = min(range(k), key=lambda r: (used[r], r))
+            rows[r].append(i)
+            used[r] += lengths[i]
+        width = max(used)
+        if width > limit:
+            continue
+        if attention_span is None:
+            return rows
+        cost = k * width * (1 + width / attention_span)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = rows, cost
+    return best
+
+
+def attention_span(config) -> float | None:
+    """Row width at which a decoder layer's attention costs as much as its matmuls, from the config.
+
+    Per token and layer, the projections and MLP cost about 2 * hidden * (2 * hidden + 2 * kv_dim + 3 *
+    intermediate) FLOPs and attention over W keys about 4 * hidden * W (scores and weighted sum), so
+    the ratio is W / span with span = (2 * hidden + 2 * kv_dim + 3 * intermediate) / 2. SmolLM2-135M:
+    about 3,000 tokens. None when the config lacks the sizes, or when attention is a varlen kernel
+    (flash attention) that never computes across packed examples: then only positions count.
+    """
+    if str(getattr(config, "_attn_implementation", "") or "").startswith("flash"):
+        return None
+    hidden = getattr(config, "hidden_size", None)
+    inter = getattr(config, "intermediate_size", None)
+    heads = getattr(config, "num_attention_heads", None)
+    if not all(isinstance(v, int) and v > 0 for v in (hidden, inter, heads)):
+        return None
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    return (2 * hidden + 2 * kv_heads * head_dim + 3 * inter) / 2
+
+
+class PackingCollator:
+    """Packs a decoder-only batch into rows of up to `max_length` tokens (see the module docstring).
+
+    Returns `input_ids`, `labels`, `position_ids` (restarting at 0 for every example and for the
+    padding at a row's end, which thus forms a sequence of its own that nothing attends to) and the
+    number of real tokens under `REAL_TOKENS`; no `attention_mask`, which would turn packing off.
+
+    Args:
+        pad_id: the tokenizer's pad token id.
+        max_length: most tokens per row.
+        attention_span: the model's `attention_span`: rows are laid out to compute the least (see
+            `pack_rows`); None: the fewest rows.
+    """
+
+    def __init__(self, pad_id: int, max_length: int, attention_span: float | None = None):
+        self.pad_id = pad_id
+        self.max_length = max_length
+        self.attention_span = attention_span
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        rows = pack_rows([len(f["input_ids"]) for f in features], self.max_length, self.attention_span)
+        width = max(sum(len(features[i]["input_ids"]) for i in row) for row in rows)
+        ids, labels, positions = [], [], []
+        for row in rows:
+            r_ids, r_labels, r_pos = [], [], []
+            for i in row:
+                seq, lab = features[i]["input_ids"], features[i]["labels"]
+                r_ids += seq
+                r_labels += [IGNORE] + lab[1:]  # the previous example's last position must not predict it
+                r_pos += range(len(seq))
+            pad = width - len(r_ids)
+            ids.append(r_ids + [self.pad_id] * pad)
+            labels.append(r_labels + [IGNORE] * pad)
+            positions.append(r_pos + list(range(pad)))
+        return {"input_ids": torch.tensor(ids, dtype=torch.long), "labels": torch.tensor(labels, dtype=torch.long),
+                "position_ids": torch.tensor(positions, dtype=torch.long),
+                REAL_TOKENS: torch.tensor(sum(len(f["input_ids"]) for f in features))}
+
+
+@torch.no_grad()
+def packing_honoured(model, vocab_size: int) -> bool:
+    """Whether `model` keeps packed examples apart: logits of a packed pair equal those of each alone.
+
+    Models whose attention is built by transformers' masking utilities from `position_ids` pass;
+    others (custom code, prompt-learning adapters that prepend virtual tokens) fail or raise, and
+    are trained with padded batches instead. Costs two forward passes over 12 tokens.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randint(3, max(vocab_size, 4), (7,), generator=gen)
+        b = torch.randint(3, max(vocab_size, 4), (5,), generator=gen)
+        ids = torch.cat([a, b])[None].to(device)
+        positions = torch.cat([torch.arange(7), torch.arange(5)])[None].to(device)
+        with warnings.catch_warnings():  # e.g. peft's "position ids are not supported": the answer is no
+            warnings.simplefilter("ignore")
+            packed = model(input_ids=ids, position_ids=positions, use_cache=False).logits.float()
+            alone = model(input_ids=b[None].to(device), use_cache=False).logits.float()
+        if packed.shape[1] != 12 or alone.shape[1] != 5:
+            return False
+        scale = float(alone.abs().max()) or 1.0
+        return bool((packed[0, 7:] - alone[0]).abs().max() <= 1e-4 * max(scale, 1.0))
+    except Exception:  # noqa: BLE001  any failure means: do not pack this model
+        return False
+    finally:
+        model.train(was_training)
+
+
 def real_tokens(batch: dict[str, torch.Tensor]) -> int:
     """Non-padding tokens in a batch: encoder/decoder-only inputs plus seq2seq decoder targets."""
+    if REAL_TOKENS in batch:
+        return int(batch[REAL_TOKENS])
     n = int(batch["attention_mask"].sum())
     if "decoder_input_ids" in batch:
         n += int((batch["labels"] != IGNORE).sum())

@@ -18,6 +18,10 @@ Run directory layout::
     OUT/config.json, model.safetensors, tokenizer files         (full fine-tuning), or
     OUT/adapter_config.json, adapter_model.safetensors, tokenizer files   (PEFT methods)
     OUT/metadata.json        written last: the run finished
+
+Decoder-only batches are packed (`retain.training.data.PackingCollator`) unless `packing` is off;
+precision `auto` is bf16 autocast where bf16 is native (`retain.models.device`). Both are recorded in
+`metadata.json` (`packing`, `padding_fraction`, `precision`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from retain.training import metadata as md
 from retain.training.callbacks import (JsonlLogger, NonFiniteGradGuard, NonFiniteLoss, tensorboard_available,
                                        tensorboard_callback, truncate_log)
 from retain.training.config import RunConfig, TrainSettings
-from retain.training.data import Collator, EncodedDataset, Encoder, samples_from_examples
+from retain.training.data import (Collator, EncodedDataset, Encoder, PackingCollator, attention_span,
+                                  packing_honoured, samples_from_examples)
 from retain.training.mixture import proportions
 from retain.training.trainer import (RetainTrainer, checkpoint_step, mixed_precision, resumable_checkpoint,
                                      training_arguments)
@@ -207,9 +212,13 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
         log.warning("tensorboard is not installed: logging to %s only", log_path)
     if precision != "fp16":
         extra_cbs.append(NonFiniteGradGuard())
-    collator = Collator(lm.tokenizer.pad_token_id,
-                        decoder_start_id=_decoder_start(trained) if lm.is_seq2seq else None,
-                        pad_to_multiple_of=8 if device.type == "cuda" else None)
+    packed_row = _packed_row_length(settings, lm, trained)
+    if packed_row:
+        collator = PackingCollator(lm.tokenizer.pad_token_id, packed_row, attention_span(lm.model.config))
+    else:
+        collator = Collator(lm.tokenizer.pad_token_id,
+                            decoder_start_id=_decoder_start(trained) if lm.is_seq2seq else None,
+                            pad_to_multiple_of=8 if device.type == "cuda" else None)
     trainer = RetainTrainer(model=trained, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                             data_collator=collator, processing_class=lm.tokenizer,
                             callbacks=[jsonl, *extra_cbs, *(callbacks or [])],
@@ -268,6 +277,7 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
         "learning_rate": args.learning_rate,
         "effective_batch_size": settings.batch_size * settings.grad_accum,
         "real_tokens": trainer.real_tokens,
+        "packing": {"enabled": bool(packed_row), "row_tokens": packed_row},
         "padding_fraction": 1 - trainer.real_tokens / trainer.padded_tokens if trainer.padded_tokens else None,
         "train_seconds": round(train_seconds, 3),
         "tokens_per_second": trainer.real_tokens / train_seconds if train_seconds > 0 else None,
@@ -301,6 +311,19 @@ def _final_eval_loss(trainer) -> float:
         if "eval_loss" in entry and entry.get("step") == trainer.state.global_step:
             return entry["eval_loss"]
     return trainer.evaluate()["eval_loss"]
+
+
+def _packed_row_length(settings: TrainSettings, lm, model) -> int | None:
+    """Tokens per packed row, or None when batches are padded (seq2seq, packing off, or a model that
+    does not keep packed examples apart)."""
+    if not settings.packing or lm.is_seq2seq:
+        return None
+    vocab = getattr(lm.model.config, "vocab_size", None) or len(lm.tokenizer)
+    if not packing_honoured(model, vocab):
+        log.warning("this model does not keep packed examples apart (its attention is not built from "
+                    "position_ids): training with padded batches")
+        return None
+    return settings.max_seq_length or settings.max_source_length + settings.max_target_length
 
 
 def _decoder_start(model) -> int:

@@ -13,7 +13,9 @@ What the subclass adds, and nothing else:
   (`LabelPositionsHead`): the prompt positions carry no loss, so their logits over the whole vocabulary
   (and the softmax, and both backward matmuls) were wasted work, most of a step's time for a small
   model with a large vocabulary and long prompts;
-- length-grouped batches come from `SeededLengthGroupedSampler`, whose order survives a resume.
+- length-grouped batches come from `SeededLengthGroupedSampler`, whose order survives a resume;
+- packed decoder-only batches (`retain.training.data.PackingCollator`) bring their real-token count,
+  which is taken out of the inputs before the forward pass.
 
 Plain `Trainer` is used for seq2seq models too: `Seq2SeqTrainer` only adds generation during
 evaluation, and retain evaluates with its own engine.
@@ -34,7 +36,7 @@ from retain.errors import UserError
 from retain.models.device import fast_bf16
 from retain.training.callbacks import NonFiniteLoss
 from retain.training.config import TrainSettings
-from retain.training.data import IGNORE, SeededLengthGroupedSampler, padded_tokens, real_tokens
+from retain.training.data import IGNORE, REAL_TOKENS, SeededLengthGroupedSampler, padded_tokens, real_tokens
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -163,6 +165,10 @@ class RetainTrainer(Trainer):
         if training:
             self.real_tokens += real_tokens(inputs)
             self.padded_tokens += padded_tokens(inputs)
+        if inputs.pop(REAL_TOKENS, None) is not None:
+            # A packed batch: examples are told apart by position_ids alone, which transformers reads
+            # only without a KV cache (the Trainer already turns it off; this makes sure).
+            inputs["use_cache"] = False
         if self.label_head is not None:
             self.label_head.mask = LabelPositionsHead.positions(inputs["labels"])
         try:
