@@ -128,8 +128,8 @@ def _parser_error(exc: BaseException) -> int | None:
         return exc.exit_code
     if kind == "Abort":
         return EXIT_SIGINT
-    if kind == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
-        text = exc.ctx.get_help()
+    if kind == "NoArgsIsHelpError":  # a group without its subcommand: the help, as a usage error
+        text = exc.format_message()  # the help text; empty when typer's rich help already printed it
         if text:
             print(text)
         return EXIT_USAGE

@@ -12,11 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from retain.cli import app, quiet_libraries
+from retain.models.sources import MODEL_HELP
 
 
 @app.command("eval")
 def eval_command(
-    model: str = typer.Option(..., "--model", "-m", help="Hub id or local model folder."),
+    model: str = typer.Option(..., "--model", "-m", help=f"Model: {MODEL_HELP}."),
     task: List[str] = typer.Option(..., "--task", "-t", help="Task: a name, FAMILY:PATH or a task .yaml; repeatable."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the results JSON."),
     adapter: Optional[str] = typer.Option(None, help="PEFT adapter folder to load on top of the model."),

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from retain.cli import app, quiet_libraries
+from retain.models.sources import MODEL_HELP
 from retain.training.config import TrainSettings
 
 
@@ -96,7 +97,7 @@ METHODS_HELP = "full, lora, multitask, replay, l2sp, ewc, wise-ft, or any PEFT m
 
 _FIXED = [
     inspect.Parameter("model", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                      default=typer.Option(None, "--model", "-m", help="Base model: hub id or local folder.")),
+                      default=typer.Option(None, "--model", "-m", help=f"Base model: {MODEL_HELP}.")),
     inspect.Parameter("task", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
                       default=typer.Option(None, "--task", "-t", help="Target task: a name, FAMILY:PATH or a task .yaml.")),
     inspect.Parameter("method", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],

@@ -19,10 +19,17 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from retain.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where a model is resolved, not by importing this module
+    import torch
+
+
+# What every `--model` (and a study's `model:`) accepts, said once.
+MODEL_HELP = ("an embedded model name (see `retain models list`), a hub id, a local model folder, "
+              "or a .gguf file (or a folder holding one)")
 
 
 @dataclass(frozen=True)
@@ -121,12 +128,13 @@ def _from_gguf(path: Path, dtype: torch.dtype, extra: dict | None = None) -> Mod
     return ModelSource(str(folder), {**(extra or {}), **describe_source(record)})
 
 
-def resolve_model(spec: str, dtype: torch.dtype = torch.float32) -> ModelSource:
+def resolve_model(spec: str, dtype: torch.dtype | None = None) -> ModelSource:
     """Resolve a model spec (embedded name, .gguf file, folder, hub id) to a loadable folder or hub id.
 
     Args:
         spec: what the user passed as the model.
-        dtype: the dtype the model will be loaded in; GGUF files are converted once per dtype.
+        dtype: the dtype the model will be loaded in (default float32); GGUF files are converted once
+            per dtype.
 
     Returns:
         The `ModelSource`; GGUF files and embedded names are converted on first use (tens of seconds).
@@ -134,6 +142,9 @@ def resolve_model(spec: str, dtype: torch.dtype = torch.float32) -> ModelSource:
     Raises:
         UserError: a missing package for an embedded name, a bad GGUF file, a folder with several .gguf files.
     """
+    import torch
+
+    dtype = dtype or torch.float32
     if spec in EMBEDDED:
         m = EMBEDDED[spec]
         return _from_gguf(embedded_gguf(spec), dtype,
@@ -163,8 +174,11 @@ class EmbeddedStatus:
     converted: Path | None
 
 
-def embedded_status(name: str, dtype: torch.dtype = torch.float32) -> EmbeddedStatus:
+def embedded_status(name: str, dtype: torch.dtype | None = None) -> EmbeddedStatus:
     """The status of one embedded model (hashes its GGUF file once; the hash is memoised)."""
+    import torch
+
+    dtype = dtype or torch.float32
     from retain.models.fingerprint import file_hash
     from retain.models.gguf import SOURCE_FILE, conversion_dir
 

@@ -32,6 +32,10 @@ def header_lines(data: ReportData) -> list[str]:
     """Model, target and provenance, one fact per line."""
     m, t = data.model, data.target
     lines = [f"Model: {m.get('name') or DASH}" + (f" (fingerprint {m['fingerprint']})" if m.get("fingerprint") else "")]
+    source = m.get("source") or {}
+    if source.get("note"):  # e.g. weights dequantized from a quantized GGUF file
+        note = source["note"][:1].upper() + source["note"][1:]
+        lines.append(note + (f" ({source['gguf_file']})" if source.get("gguf_file") else ""))
     target = data.target_task
     metric = t.get("primary") or (target.primary if target else None)
     lines.append(f"Target: {t.get('task') or (target.name if target else DASH)}, metric "

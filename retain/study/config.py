@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from retain.errors import UserError
+from retain.models.sources import MODEL_HELP
 from retain.training.config import read_yaml, validated
 
 WISE_FT = "wise-ft"
@@ -109,7 +110,7 @@ class StudyConfig(_Strict):
     """A whole study. See docs/study.md for an annotated example."""
 
     name: str = Field("study", description="Study name (report title).")
-    model: str = Field(description="Base model: hub id or local folder.")
+    model: str = Field(description=f"Base model: {MODEL_HELP}.")
     target: TargetConfig
     protect: list[ProtectConfig] = Field(min_length=1, description="Capabilities to keep.")
     budget: BudgetConfig = Field(default_factory=BudgetConfig)

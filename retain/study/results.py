@@ -70,7 +70,7 @@ def assemble(study, base: dict, skills: dict, records: list[dict], failed: list[
         "schema": SCHEMA,
         "study": {"name": cfg.name, "created": created, "finished": finished, "retain_version": __version__,
                   "git_commit": _git_commit(), "config": cfg.model_dump(mode="json")},
-        "model": {"name": cfg.model, "fingerprint": study._base_fp()},
+        "model": study.base_model(),
         "target": {"task": target.task.name, "metric": target.task.metric,
                    "primary": base[target.task.name].scores.primary,
                    "train_examples": cfg.target.train_examples},

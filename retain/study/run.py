@@ -208,7 +208,7 @@ class Study:
         base_lm = LazyModel(self.config.model, device=self.config.device, dtype=self.config.dtype)
         self.log(f"base model {self.config.model} ({base_lm.fingerprint}): evaluating {len(self.tasks)} tasks")
         base = self._evaluate(base_lm, "base")
-        atomic_write_json(self.out / "base.json", {"fingerprint": base_lm.fingerprint,
+        atomic_write_json(self.out / "base.json", {"fingerprint": base_lm.fingerprint, "model": base_lm.describe(),
                                                    "outputs": {n: r.outputs() for n, r in base.items()}}, indent=None)
         skills = {n: compare.skill(base[n], self.settings.n_boot, self.settings.seed)
                   for n, st in self.tasks.items() if st.role == "protected"}
@@ -239,6 +239,13 @@ class Study:
 
     def _base_fp(self) -> str:
         return read_json(self.out / "base.json")["fingerprint"]
+
+    def base_model(self) -> dict:
+        """The base model as evaluated: name, fingerprint, and where its weights came from (e.g. a GGUF
+        file's quantization) and the precision used, when base.json records them."""
+        described = read_json(self.out / "base.json").get("model") or {}
+        keep = {k: described[k] for k in ("architecture", "dtype", "precision", "source") if k in described}
+        return {"name": self.config.model, "fingerprint": self._base_fp(), **keep}
 
     def _write(self, base, skills, records, failed, created, finished: bool) -> dict:
         from retain.study.results import assemble

@@ -84,6 +84,12 @@ def test_bare_command_prints_help_exit_2():
     assert "Usage" in res.stdout and "study" in res.stdout and "Traceback" not in res.stderr
 
 
+def test_group_without_subcommand_prints_its_help_once_exit_2():
+    res = retain("models")
+    assert res.returncode == 2
+    assert res.stdout.count("Usage") == 1 and "list" in res.stdout and "Traceback" not in res.stderr
+
+
 def test_help_exits_0():
     res = retain("study", "--help")
     assert res.returncode == 0 and "--check" in res.stdout

@@ -40,3 +40,14 @@ def test_markdown_escapers():
     assert code("a|b") == "`a\\|b`"
     assert code("x `y` z") == "``x `y` z``"
     assert block("has ``` inside") == "````text\nhas ``` inside\n````"
+
+
+def test_header_says_where_the_weights_came_from():
+    from retain.report.sections import header_lines
+
+    doc = build_results()
+    assert not any("dequantized" in line for line in header_lines(load(doc)))
+    doc["model"]["source"] = {"kind": "gguf", "gguf_file": "m.Q4_1.gguf", "quantization": "Q4_1", "dequantized": True,
+                              "note": "weights dequantized from a Q4_1-quantized GGUF file"}
+    lines = header_lines(load(doc))
+    assert "Weights dequantized from a Q4_1-quantized GGUF file (m.Q4_1.gguf)" in lines
