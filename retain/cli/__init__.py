@@ -25,6 +25,7 @@ import shlex
 import signal
 import sys
 import traceback
+from pathlib import Path
 
 import typer
 
@@ -49,8 +50,6 @@ def _global_options(
 ) -> None:
     """Fine-tune a language model on one task and measure what it forgot on the way."""
     if data_dir:
-        from pathlib import Path
-
         from retain.tasks.data_dir import ENV_VAR
 
         if not Path(data_dir).expanduser().is_dir():
@@ -204,12 +203,30 @@ def run(argv: list[str] | None = None) -> int:
             signal.signal(sig, handler)
 
 
+def _raised_in(e: BaseException) -> str:
+    """Which library (or retain module) raised `e`, from its innermost frame: `transformers
+    (trainer.py:2281)`, `peft (...)`, `retain.training.loop (...)`."""
+    frames = traceback.extract_tb(e.__traceback__)
+    if not frames:
+        return ""
+    path = Path(frames[-1].filename)
+    parts = path.parts
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            return f"{parts[parts.index(marker) + 1]} ({path.name}:{frames[-1].lineno})"
+    if "retain" in parts:
+        module = ".".join(parts[len(parts) - parts[::-1].index("retain") - 1:]).removesuffix(".py")
+        return f"{module} ({path.name}:{frames[-1].lineno})"
+    return f"{path.name}:{frames[-1].lineno}"
+
+
 def _internal_error(e: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exc()
     else:
-        _say(f"error: {type(e).__name__}: {one_line(str(e))} (an internal error; "
-             "rerun with --debug for the traceback)")
+        where = _raised_in(e)
+        _say(f"error: {type(e).__name__}{' in ' + where if where else ''}: {one_line(str(e))} "
+             "(an internal error; rerun with --debug for the traceback)")
     return EXIT_FAILED
 
 

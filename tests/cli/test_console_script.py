@@ -119,7 +119,8 @@ def test_internal_error_is_one_line_exit_1_and_debug_shows_traceback(tmp_path):
     res = retain("tasks", env_extra=env)
     assert res.returncode == 1
     line = one_error_line(res)
-    assert "RuntimeError: injected failure" in line and "--debug" in line
+    # The line names what failed and where: the (injected) function lives in sitecustomize.py.
+    assert "RuntimeError in sitecustomize.py:" in line and "injected failure" in line and "--debug" in line
     res = retain("tasks", "--debug", env_extra=env)
     assert res.returncode == 1
     assert "Traceback" in res.stderr and "injected failure" in res.stderr
