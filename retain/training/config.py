@@ -61,7 +61,10 @@ class TrainSettings(BaseModel):
     eval_steps: int | None = Field(None, gt=0, description="Validation loss every N steps (default: save_steps; "
                                                            "always once at the end).")
     logging_steps: int = Field(10, gt=0, description="Log loss, learning rate and grad norm every N steps.")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto", description="Recompute activations in backward to save memory. auto: on when most weights are "
+                            "frozen (adapters), where activations are most of the memory and recomputing them "
+                            "costs about the weight gradients that are skipped.")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     progress: bool = Field(True, description="Show a progress bar.")

@@ -46,7 +46,7 @@ from retain.training.data import (Collator, EncodedDataset, Encoder, PackingColl
                                   packing_honoured, samples_from_examples)
 from retain.training.mixture import proportions
 from retain.training.trainer import (RetainTrainer, checkpoint_step, mixed_precision, resumable_checkpoint,
-                                     training_arguments)
+                                     training_arguments, use_checkpointing)
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +204,9 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
     truncate_log(log_path, checkpoint_step(last) if last else 0)
 
     precision = mixed_precision(settings, device, lm.is_seq2seq)
+    checkpointing = use_checkpointing(settings, params["trainable"] / params["total"])
     args = training_arguments(settings, ckpt_dir, settings.learning_rate or method.learning_rate(), precision,
-                              device, has_eval=eval_ds is not None)
+                              device, has_eval=eval_ds is not None, checkpointing=checkpointing)
     jsonl = JsonlLogger(log_path)
     extra_cbs = [cb for cb in (tensorboard_callback(out_dir / "tensorboard"),) if cb is not None]
     if not extra_cbs:
@@ -273,6 +274,7 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
         "eval_loss": eval_loss,
         "resumed_from_step": checkpoint_step(last) if last else None,
         "precision": precision,
+        "gradient_checkpointing": checkpointing,
         "device": str(device),
         "learning_rate": args.learning_rate,
         "effective_batch_size": settings.batch_size * settings.grad_accum,

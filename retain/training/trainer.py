@@ -254,8 +254,25 @@ def mixed_precision(settings: TrainSettings, device: torch.device, is_seq2seq: b
     return "fp32"
 
 
+# `gradient_checkpointing: auto` turns it on when less than this share of the weights trains.
+CHECKPOINT_TRAINABLE_SHARE = 0.5
+
+
+def use_checkpointing(settings: TrainSettings, trainable_share: float) -> bool:
+    """Whether to recompute activations in backward (`gradient_checkpointing`, `auto` resolved).
+
+    With the base frozen (adapters) there are no weight gradients or optimizer state for it, so
+    activations are most of the memory; recomputing the forward pass costs about the weight-gradient
+    matmuls a frozen base skips, so an adapter run with it costs about what full fine-tuning costs
+    without it, in a fraction of the memory. Full fine-tuning keeps its activations by default.
+    """
+    if settings.gradient_checkpointing == "auto":
+        return trainable_share < CHECKPOINT_TRAINABLE_SHARE
+    return bool(settings.gradient_checkpointing)
+
+
 def training_arguments(settings: TrainSettings, checkpoint_dir: Path, learning_rate: float, precision: str,
-                       device: torch.device, has_eval: bool) -> TrainingArguments:
+                       device: torch.device, has_eval: bool, checkpointing: bool = False) -> TrainingArguments:
     """Map `TrainSettings` onto `TrainingArguments` (the only place that knows both)."""
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -290,5 +307,5 @@ def training_arguments(settings: TrainSettings, checkpoint_dir: Path, learning_r
         label_names=["labels"],
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         dataloader_num_workers=settings.num_workers,
-        activation_checkpointing=settings.gradient_checkpointing,
+        activation_checkpointing=checkpointing,
     )
