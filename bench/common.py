@@ -27,6 +27,21 @@ FLAN = SHARED / "models" / "flan-t5-small-tokenizer"
 # Models the benches build once (random weights from local configs): beside retain's own cache.
 CACHE = Path(os.environ.get("RETAIN_CACHE_DIR", Path.home() / ".cache" / "retain")).expanduser() / "bench"
 RESULTS = REPO / "bench" / "results"
+REAL_MODEL = "smollm2-135m-instruct"  # `compare.py --model` for issue 11's real-model comparison
+
+
+def model_folder(spec: str | Path) -> Path:
+    """A `--model` value as a local model folder every tool can load.
+
+    An embedded model name (`smollm2-135m-instruct`) or a GGUF file is converted once by retain
+    (`retain.models.sources.resolve_model`); a folder is returned as is.
+    """
+    from retain.models.sources import resolve_model
+
+    folder = Path(resolve_model(str(spec)).path)
+    if not (folder / "config.json").is_file():
+        raise SystemExit(f"--model {spec}: {folder} is not a local model folder (config.json missing)")
+    return folder
 
 
 def _cpu_model() -> str:

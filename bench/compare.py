@@ -3,6 +3,8 @@
     .venv/bin/python bench/compare.py                       # every section
     .venv/bin/python bench/compare.py --only eval train     # some sections
     .venv/bin/python bench/compare.py --help                # each section's own flags
+    .venv/bin/python bench/compare.py --model smollm2-135m-instruct   # issue 11: the real model
+                                                            # -> bench/results/compare-real.json
 
 Sections (one module each in `bench/peers/`, each with `add_args(parser)` and `run(args, log)`):
 
@@ -18,6 +20,12 @@ Sections (one module each in `bench/peers/`, each with `add_args(parser)` and `r
 Every timing is a median of several interleaved runs and every ratio is taken pair by pair
 (repetition i of one side against repetition i of the other), so a noisy machine moves both sides.
 The result file holds the machine (`bench/common.py: machine_info`) and a `goals` table.
+
+`--model` (an embedded name such as `smollm2-135m-instruct`, or a local model folder) switches the
+eval, train and headroom sections to that one model, each at retain's default settings (bf16 autocast
+where the CPU has it, packed decoder-only training) against the peers' like-for-like and default
+configurations, with issue 11's goals. The study section measures study overheads on the demo base and
+toy tasks only, so it is left out with `--model`.
 """
 
 from __future__ import annotations
@@ -31,9 +39,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from common import RESULTS, machine_info, write_result  # noqa: E402
+from common import REAL_MODEL, RESULTS, machine_info, model_folder, write_result  # noqa: E402
 
 SECTIONS = {"eval": "peers.lmeval", "train": "peers.train", "headroom": "peers.headroom", "study": "peers.study_cost"}
+MODEL_SECTIONS = ("eval", "train", "headroom")  # the sections that take --model
 
 
 def _modules(names):
@@ -52,13 +61,30 @@ def goals(results: dict) -> list[dict]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=None,
+                        help=f"sections to run (default: all; with --model: {' '.join(MODEL_SECTIONS)})")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for every contender")
-    parser.add_argument("--out", type=Path, default=RESULTS / "compare.json")
+    parser.add_argument("--model", default=None,
+                        help=f"one model for every section: an embedded name ({REAL_MODEL}) or a local model "
+                             "folder (default: each section's built models)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="result file (default: bench/results/compare.json; with --model "
+                             f"{REAL_MODEL}: compare-real.json; with another --model: compare-FOLDER.json)")
     modules = _modules(list(SECTIONS))
     for mod in modules.values():
         mod.add_args(parser)
     args = parser.parse_args(argv)
+    if args.only is None:
+        args.only = list(MODEL_SECTIONS if args.model else SECTIONS)
+    if args.model and set(args.only) - set(MODEL_SECTIONS):
+        parser.error(f"--model applies to the sections {', '.join(MODEL_SECTIONS)}; the study section runs on "
+                     "the demo base and toy tasks only")
+    # The sections read args.model_dir (None: their built models).
+    args.model_dir = model_folder(args.model) if args.model else None
+    if args.out is None:
+        name = "compare" if not args.model else "compare-real" if args.model == REAL_MODEL else \
+            f"compare-{args.model_dir.name}"
+        args.out = RESULTS / f"{name}.json"
 
     import torch
 
@@ -66,7 +92,9 @@ def main(argv=None) -> None:
     from retain.cli import quiet_libraries
 
     quiet_libraries()
-    doc = {"benchmark": "compare", "machine": machine_info(), "threads": args.threads, "sections": {}}
+    doc = {"benchmark": "compare", "command": " ".join(["python", "bench/compare.py", *(argv or sys.argv[1:])]),
+           "machine": machine_info(), "threads": args.threads,
+           "model": {"spec": args.model, "path": str(args.model_dir)} if args.model else None, "sections": {}}
     out = args.out
     for name in args.only:
         print(f"== {name}", flush=True)
