@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.peers.headroom import FLAN, t5_matmul_params, t5_training_flops
+from bench.peers.headroom import (FLAN, llama_matmul_params, llama_training_flops, t5_matmul_params,
+                                  t5_training_flops)
 
 
 def _tiny_config(gated: bool):
@@ -58,3 +59,40 @@ def test_flan_t5_small_numbers():
     p_enc, p_dec = t5_matmul_params(AutoConfig.from_pretrained(str(FLAN)))
     # 8 x (4 x 512 x 384 + 3 x 512 x 1024) + 8 x 2 x 512 x 384, and 8 x (6 x 512 x 384 + 3 x 512 x 1024) + 512 x 32128
     assert (p_enc, p_dec) == (22_020_096, 38_469_632)
+
+
+def _tiny_llama_config():
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(vocab_size=101, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64)
+    config._attn_implementation = "eager"  # plain matmuls, which the counter sees
+    return config
+
+
+def test_llama_matmul_params_are_the_decoder_layers_linear_weights():
+    from transformers import LlamaForCausalLM
+
+    config = _tiny_llama_config()
+    layers = LlamaForCausalLM(config).model.layers
+    assert llama_matmul_params(config) == sum(m.weight.numel() for m in layers.modules()
+                                              if isinstance(m, torch.nn.Linear))
+
+
+@pytest.mark.parametrize("n, m", [(11, 7), (3, 9)])
+def test_llama_training_flops_equal_torchs_count_of_one_step(n, m):
+    """A plain forward + backward scores every position and eager attention computes all T^2 pairs."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import LlamaForCausalLM
+
+    config = _tiny_llama_config()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    ids = torch.randint(2, 100, (1, n + m))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(input_ids=ids, labels=ids).loss.backward()
+    assert counter.get_total_flops() == llama_training_flops(config, n, m, head="all", causal="full")
+    head_saved = 6 * n * config.hidden_size * config.vocab_size  # no LM head at the n prompt positions
+    assert (llama_training_flops(config, n, m, causal="full") ==
+            llama_training_flops(config, n, m, head="all", causal="full") - head_saved)
