@@ -6,11 +6,18 @@ Two tasks, the same JSONL examples for both tools:
   `positive`, accuracy;
 - generate: DialogSum (`../shared/data/summarization/test.jsonl`), greedy, 64 new tokens.
 
-lm-eval reads them through custom task YAMLs written at run time into a temporary folder
-(`dataset_path: json` over the real files), with the prompt templates translated from retain's own
-(`SENTIMENT_TEMPLATE`, `SUMMARIZATION_TEMPLATE`) to Jinja, so both tools see the same prompts
-(checked per example). Both load the same local model folder on CPU in float32; nothing is
-downloaded (the HF offline variables are set before anything is imported).
+lm-eval reads them through custom tasks written at run time into a temporary folder, whose documents
+hold the prompts as retain renders them (`bench/peers/lmeval_tasks.py`), so both tools see the same
+text (checked per example). Both load the same local model folder on CPU; nothing is downloaded (the
+HF offline variables are set before anything is imported).
+
+- seq2seq models (the default: the real-data study's T5): float32 on both sides, zero-shot; goals 2x
+  on choice, 1.2x on generation.
+- decoder-only models (`--eval-model` / compare.py's `--model`, e.g. `smollm2-135m-instruct`, issue
+  11): HF backend `causal`; retain at its default precision (`auto`: fp32 weights under bf16 autocast
+  on a CPU with AMX / AVX512-BF16) and lm-eval in the same precision (`HFLM(dtype="float32",
+  mixed_precision_dtype="bfloat16")`: autocast around its forward passes); retain's chat template for
+  chat models; SST-2 with 3 shots (retain's draw); goals 2x on choice, 1.5x on generation.
 
 Three contenders, in turns (retain, lm-eval at retain's batch size, lm-eval with its default batch
 size of 1), `--eval-reps` rounds after a small warm-up:
@@ -41,30 +48,26 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import io  # noqa: E402
 import logging  # noqa: E402
-import pstats  # noqa: E402
 import statistics  # noqa: E402
-import string  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 BENCH = Path(__file__).resolve().parents[1]
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
-from common import CACHE, FLAN, REPO, RESULTS, SHARED, interleaved, load_average, machine_info, write_result  # noqa: E402
+from common import REPO, RESULTS, SHARED, interleaved, load_average, machine_info, write_result  # noqa: E402
+from peers.lmeval_check import choice_agreement, generate_agreement, profile  # noqa: E402
+from peers.lmeval_contenders import ScoringTimer, WorkCounter, lmeval_run, retain_choice, retain_generate  # noqa: E402
+from peers.lmeval_tasks import REAL_MODEL, option_delimiter, rendered_prompts, resolve_model, write_tasks  # noqa: E402
 
-# Preferred model: the real-data study's full fine-tune on DialogSum (it writes summaries that end, as a
-# model evaluated after fine-tuning does), else that study's base model.
-REAL_MODELS = (REPO / "bench" / "real_study" / "out" / "study" / "runs" / "full-s0" / "train",
-               REPO / "bench" / "real_study" / "out" / "base" / "model")
-REAL_MODEL = REAL_MODELS[-1]
-GOALS = {"choice": 2.0, "generate": 1.2}  # retain / lm-eval at equal batch size, at least
-TASK_NAMES = {"choice": "retain_bench_sentiment", "generate": "retain_bench_summarization"}
+# retain / lm-eval at equal batch size, at least: seq2seq (the real-data study's T5), decoder-only (issue 11)
+GOALS = {"choice": 2.0, "generate": 1.2}
+GOALS_DECODER = {"choice": 2.0, "generate": 1.5}
+CHOICE_SHOTS_DECODER = 3  # SST-2 solved examples per prompt for decoder-only models (issue 11)
 WARMUP_EXAMPLES = 4
 
 Log = Callable[[str], None]
@@ -81,9 +84,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     from retain.evaluation.runner import EvalSettings
 
     g = parser.add_argument_group("eval: retain's evaluation engine vs lm-evaluation-harness")
-    g.add_argument("--eval-model", type=Path, default=None,
-                   help=f"local HF seq2seq model folder (default: {REAL_MODEL.relative_to(REPO)} if it exists, "
-                        "else a random-weight shrunk flan-t5-small built once under ~/.cache/retain/bench)")
+    g.add_argument("--eval-model", default=None,
+                   help=f"a local model folder or an embedded model name, seq2seq or decoder-only (default: "
+                        f"compare.py's --model, else {REAL_MODEL.relative_to(REPO)} if it exists, else a "
+                        "random-weight shrunk flan-t5-small built once under ~/.cache/retain/bench)")
+    g.add_argument("--eval-choice-shots", type=int, default=None,
+                   help=f"solved examples per SST-2 prompt, retain's draw (default: {CHOICE_SHOTS_DECODER} for "
+                        "decoder-only models, 0 for seq2seq)")
+    g.add_argument("--eval-dtype", default=None,
+                   help="retain's dtype, and lm-eval's likewise (default: auto, retain's default, for decoder-only "
+                        "models; float32 for seq2seq)")
     g.add_argument("--eval-data", type=Path, default=SHARED / "data",
                    help="folder with sentiment/test.jsonl and summarization/test.jsonl")
     g.add_argument("--eval-limit", type=int, default=300,
@@ -105,387 +115,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         "max_gen_toks decoder tokens; stock: leave lm-eval as is")
 
 
-# --- model ------------------------------------------------------------------------------------------
-
-def resolve_model(path: Path | None, log: Log) -> tuple[Path, str]:
-    """The model folder and where it came from; builds the random fallback once into the cache."""
-    if path is not None:
-        return path, "given"
-    for real, what in zip(REAL_MODELS, ("real_study full fine-tune on DialogSum", "real_study base model")):
-        if (real / "config.json").is_file() and any(real.glob("*.safetensors")):
-            return real, what
-    log(f"{REAL_MODEL} not there (yet): using the random-weight fallback model")
-    out = CACHE / "flan-t5-small-shrunk-random"
-    source = "random weights: flan-t5-small config + tokenizer shrunk by TINY_T5_SHRINK, PAD/UNK rows zeroed"
-    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
-        return out, source
-    from transformers import AutoModelForSeq2SeqLM
-
-    from retain.models.loading import load_tokenizer
-    from retain.models.tiny import TINY_T5_SHRINK, model_from_config_dir, save_model, zero_special_output_rows
-
-    log(f"building the fallback model into {out} ...")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="build-", dir=CACHE))
-    model_from_config_dir(FLAN, tmp, seed=0, shrink=TINY_T5_SHRINK)
-    tokenizer = load_tokenizer(str(tmp))
-    save_model(zero_special_output_rows(AutoModelForSeq2SeqLM.from_pretrained(tmp), tokenizer), tokenizer, tmp)
-    if out.exists():  # a half-built folder from an interrupted run
-        import shutil
-
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out, source
-
-
-# --- lm-eval task YAMLs -----------------------------------------------------------------------------
-
-def jinja_template(template: str) -> str:
-    """retain's `{field}` prompt template as the equivalent lm-eval (Jinja) template."""
-    out = []
-    for literal, name, spec, conv in string.Formatter().parse(template):
-        if any(tag in literal for tag in ("{{", "{%", "{#")):
-            raise ValueError(f"template literal {literal!r} would be read as Jinja syntax")
-        out.append(literal)
-        if name is not None:
-            if spec or conv:
-                raise ValueError(f"template field {name!r} has a format spec; not translatable")
-            out.append("{{" + name + "}}")
-    return "".join(out)
-
-
-def write_task_yamls(folder: Path, data: Path, max_new_tokens: int, fix_max_length: bool) -> dict[str, Path]:
-    """Write the two custom lm-eval tasks over the real JSONL files; returns kind -> YAML path."""
-    import yaml
-
-    from retain.tasks.families import SENTIMENT_CHOICES, SENTIMENT_TEMPLATE, SUMMARIZATION_TEMPLATE
-
-    cache_dir = str(folder / "hf-datasets")
-    common = {"dataset_path": "json", "test_split": "test", "num_fewshot": 0, "metadata": {"version": 1.0}}
-    choice = {
-        "task": TASK_NAMES["choice"], **common,
-        "dataset_kwargs": {"data_files": {"test": str(data / "sentiment" / "test.jsonl")}, "cache_dir": cache_dir},
-        "output_type": "multiple_choice",
-        "doc_to_text": jinja_template(SENTIMENT_TEMPLATE),
-        "doc_to_choice": list(SENTIMENT_CHOICES),
-        "doc_to_target": "label",  # "negative" / "positive": lm-eval takes its index in doc_to_choice
-        # retain scores the bare option after the prompt (seq2seq: the decoder reads only the option);
-        # lm-eval's default delimiter " " would make the continuation " negative".
-        "target_delimiter": "",
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-    }
-    gen_kwargs: dict[str, Any] = {"until": [], "do_sample": False, "max_gen_toks": max_new_tokens}
-    if fix_max_length:
-        # lm-eval passes max_length=context_len+max_gen_toks to model.generate; for a seq2seq model that
-        # bounds the *decoder* length, so rows without EOS would run past max_gen_toks. max_length in
-        # generation_kwargs overrides it: decoder start token + max_new_tokens.
-        gen_kwargs["max_length"] = 1 + max_new_tokens
-    generate = {
-        "task": TASK_NAMES["generate"], **common,
-        "dataset_kwargs": {"data_files": {"test": str(data / "summarization" / "test.jsonl")},
-                           "cache_dir": cache_dir},
-        "output_type": "generate_until",
-        "doc_to_text": jinja_template(SUMMARIZATION_TEMPLATE),
-        "doc_to_target": "summary",
-        "generation_kwargs": gen_kwargs,
-        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
-    }
-    paths = {}
-    for kind, config in (("choice", choice), ("generate", generate)):
-        path = folder / f"{config['task']}.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-        paths[kind] = path
-    return paths
-
-
-# --- the contenders ---------------------------------------------------------------------------------
-
-class ScoringTimer:
-    """Wraps an HFLM instance's request methods to time the scoring inside `simple_evaluate`.
-
-    `around`, when set, is called as `around(thunk)` in place of `thunk()` (used to profile only the
-    scoring part of a `simple_evaluate`).
-    """
-
-    def __init__(self, hflm):
-        self.seconds = 0.0
-        self.around: Callable[[Callable[[], Any]], Any] | None = None
-        for name in ("loglikelihood", "generate_until"):
-            setattr(hflm, name, self._timed(getattr(hflm, name)))
-
-    def _timed(self, method):
-        def call(requests, disable_tqdm: bool = False):
-            def thunk():
-                return method(requests, disable_tqdm=True)
-
-            start = time.perf_counter()
-            try:
-                return self.around(thunk) if self.around else thunk()
-            finally:
-                self.seconds += time.perf_counter() - start
-        return call
-
-
-class WorkCounter:
-    """Counts what an encoder-decoder model computes: calls and token rows of its encoder and decoder.
-
-    Forward hooks on the two stacks (negligible cost) record, per call, batch x length of the input:
-    for the encoder the padded tokens (and the real ones, from the attention mask); for the decoder
-    the rows x positions run (one position per step when generating with the KV cache); and the
-    wall-clock time spent inside each stack.
-    """
-
-    def __init__(self, model):
-        self.reset()
-        self._started: dict[str, float] = {}
-        for part, stack, count in (("encoder", model.get_encoder(), self._encoder),
-                                   ("decoder", model.get_decoder(), self._decoder)):
-            stack.register_forward_pre_hook(count, with_kwargs=True)
-            stack.register_forward_pre_hook(self._start(part))
-            stack.register_forward_hook(self._stop(part))
-
-    def reset(self) -> None:
-        self.counts = {"encoder_calls": 0, "encoder_tokens_padded": 0, "encoder_tokens_real": 0,
-                       "decoder_calls": 0, "decoder_row_positions": 0}
-        self.seconds = {"encoder": 0.0, "decoder": 0.0}
-
-    def snapshot(self) -> dict:
-        # Time in the decoder stack excludes the LM head and log-softmax (outside the stack).
-        return {**self.counts, **{f"{k}_stack_s": round(v, 4) for k, v in self.seconds.items()}}
-
-    def _start(self, part):
-        def hook(module, args):
-            self._started[part] = time.perf_counter()
-        return hook
-
-    def _stop(self, part):
-        def hook(module, args, output):
-            self.seconds[part] += time.perf_counter() - self._started.pop(part, time.perf_counter())
-        return hook
-
-    @staticmethod
-    def _shape(args, kwargs):
-        x = kwargs.get("input_ids", args[0] if args else None)
-        if x is None:
-            x = kwargs.get("inputs_embeds")
-        return tuple(x.shape[:2]) if x is not None else (0, 0)
-
-    def _encoder(self, module, args, kwargs):
-        b, n = self._shape(args, kwargs)
-        mask = kwargs.get("attention_mask")
-        self.counts["encoder_calls"] += 1
-        self.counts["encoder_tokens_padded"] += b * n
-        self.counts["encoder_tokens_real"] += int(mask.sum()) if mask is not None else b * n
-
-    def _decoder(self, module, args, kwargs):
-        b, n = self._shape(args, kwargs)
-        self.counts["decoder_calls"] += 1
-        self.counts["decoder_row_positions"] += b * n
-
-
-def retain_choice(lm, examples, batch_size: int) -> dict:
-    from retain.evaluation import engine
-
-    start = time.perf_counter()
-    requests = [(ex.prompt, choice) for ex in examples for choice in ex.choices]
-    values = iter(engine.loglikelihood(lm, requests, batch_size=batch_size))
-    logprobs = [[next(values) for _ in ex.choices] for ex in examples]
-    predictions = [ex.choices[max(range(len(lp)), key=lp.__getitem__)] for ex, lp in zip(examples, logprobs)]
-    return {"scoring_s": time.perf_counter() - start, "predictions": predictions, "logprobs": logprobs}
-
-
-def retain_generate(lm, examples, max_new_tokens: int, batch_size: int) -> dict:
-    from retain.evaluation import engine
-
-    start = time.perf_counter()
-    predictions = engine.generate(lm, [ex.prompt for ex in examples], max_new_tokens, batch_size=batch_size)
-    return {"scoring_s": time.perf_counter() - start, "predictions": predictions}
-
-
-def lmeval_run(hflm, timer: ScoringTimer, task_manager, kind: str, limit: int) -> dict:
-    """One `simple_evaluate` of one task; scoring time, total time, per-example outputs."""
-    import lm_eval
-
-    timer.seconds = 0.0
-    start = time.perf_counter()
-    out = lm_eval.simple_evaluate(model=hflm, tasks=[TASK_NAMES[kind]], task_manager=task_manager, limit=limit,
-                                  log_samples=True, bootstrap_iters=0, use_cache=None, cache_requests=False)
-    total = time.perf_counter() - start
-    name = TASK_NAMES[kind]
-    samples = sorted(out["samples"][name], key=lambda s: s["doc_id"])
-    res = {"scoring_s": timer.seconds, "simple_evaluate_s": total, "metrics": out["results"][name],
-           "contexts": [s["arguments"][0][0] for s in samples]}
-    if kind == "choice":
-        res["continuations"] = [[a[1] for a in s["arguments"]] for s in samples]
-        res["logprobs"] = [[float(r[0][0]) for r in s["resps"]] for s in samples]
-        res["acc"] = [float(s["acc"]) for s in samples]
-    else:
-        res["predictions"] = [s["filtered_resps"][0] for s in samples]
-        res["raw_predictions"] = [s["resps"][0][0] for s in samples]
-    return res
-
-
-# --- agreement --------------------------------------------------------------------------------------
-
-def _argmax(values: list[float]) -> int:
-    return max(range(len(values)), key=values.__getitem__)
-
-
-def choice_agreement(task, examples, retain_out: dict, peer: dict) -> dict:
-    n = len(peer["logprobs"])
-    exs = examples[:n]
-    r_lp = retain_out["logprobs"][:n]
-    r_pred = retain_out["predictions"][:n]
-    p_pred = [ex.choices[_argmax(lp)] for ex, lp in zip(exs, peer["logprobs"])]
-    refs = [list(ex.references) for ex in exs]
-    acc_retain = _accuracy(task, r_pred, refs)
-    acc_peer_by_retain = _accuracy(task, p_pred, refs)
-    acc_peer = round(float(statistics.fmean(peer["acc"])), 6)
-    mismatches = [i for i in range(n) if r_pred[i] != p_pred[i]]
-    diffs = [abs(a - b) for x, y in zip(r_lp, peer["logprobs"]) for a, b in zip(x, y)]
-    return {
-        "n": n,
-        "prompts_identical": all(c == ex.prompt for c, ex in zip(peer["contexts"], exs)),
-        "continuations_identical": all(list(c) == list(ex.choices) for c, ex in zip(peer["continuations"], exs)),
-        "accuracy_retain": acc_retain, "accuracy_lmeval": acc_peer,
-        "accuracy_lmeval_rescored_by_retain": acc_peer_by_retain,
-        "correct_retain": sum(p == ex.target for p, ex in zip(r_pred, exs)),
-        "correct_lmeval": int(sum(peer["acc"])),
-        "identical_accuracy": acc_retain == acc_peer,
-        "chosen_option_mismatches": len(mismatches),
-        "first_mismatch": None if not mismatches else {
-            "id": exs[mismatches[0]].id, "retain_logprobs": r_lp[mismatches[0]],
-            "lmeval_logprobs": peer["logprobs"][mismatches[0]]},
-        "max_abs_logprob_diff": float(f"{max(diffs):.3g}") if diffs else None,
-    }
-
-
-def _accuracy(task, predictions, refs) -> float:
-    from retain.evaluation.metrics import score
-
-    scores = score(task.metric, predictions, refs)
-    return round(scores.value(scores.primary), 6)
-
-
-def _primary(task, predictions, examples) -> tuple[str, float]:
-    from retain.evaluation.metrics import score
-
-    scores = score(task.metric, predictions, [list(ex.references) for ex in examples])
-    return scores.primary, round(scores.value(scores.primary), 6)
-
-
-def generate_agreement(task, examples, retain_out: dict, peer: dict, lm) -> dict:
-    n = len(peer["predictions"])
-    exs = examples[:n]
-    r_pred = retain_out["predictions"][:n]
-    p_pred = peer["predictions"]
-    stripped = [p.strip() for p in p_pred]
-    differ = [i for i in range(n) if r_pred[i] != stripped[i]]
-    metric, value_r = _primary(task, r_pred, exs)
-    _, value_p = _primary(task, stripped, exs)
-    res = {
-        "n": n,
-        "prompts_identical": all(c == ex.prompt for c, ex in zip(peer["contexts"], exs)),
-        "identical_predictions": n - len(differ),
-        "identical_predictions_before_strip": sum(r_pred[i] == p_pred[i] for i in range(n)),
-        "metric": metric, "retain": value_r, "lmeval_rescored_by_retain": value_p,
-        "identical_score": value_r == value_p,
-        "lmeval_exact_match": peer["metrics"].get("exact_match,none"),
-        "first_difference": None,
-    }
-    if differ:
-        i = differ[0]
-        tok = lm.tokenizer
-        r_ids = tok(r_pred[i], add_special_tokens=False)["input_ids"]
-        p_ids = tok(stripped[i], add_special_tokens=False)["input_ids"]
-        prompt_len = len(tok(exs[i].prompt)["input_ids"])
-        common_prefix = next((k for k, (a, b) in enumerate(zip(r_ids, p_ids)) if a != b), min(len(r_ids), len(p_ids)))
-        res["first_difference"] = {
-            "id": exs[i].id, "prompt_tokens": prompt_len, "retain": _clip(r_pred[i]), "lmeval": _clip(p_pred[i]),
-            "retain_tokens": len(r_ids), "lmeval_tokens": len(p_ids), "same_first_tokens": common_prefix,
-            "reason": _difference_reason(r_ids, p_ids, common_prefix),
-        }
-    return res
-
-
-def _clip(text: str, n: int = 400) -> str:
-    return text if len(text) <= n else text[:n] + f"... [{len(text)} chars]"
-
-
-def _difference_reason(r_ids, p_ids, common_prefix: int) -> str:
-    if common_prefix == min(len(r_ids), len(p_ids)):
-        longer = "lm-eval" if len(p_ids) > len(r_ids) else "retain"
-        return (f"one output is a prefix of the other ({longer} longer): a length bound or stop sequence "
-                "differs (see lmeval_max_length in settings)")
-    return ("the outputs diverge after a shared prefix: a near-tie between two tokens decided differently by "
-            "float rounding (different padding / batch composition), or a truncated context")
-
-
-# --- profiling --------------------------------------------------------------------------------------
-
-def profile(run_with: Callable[[Callable], Any], top: int = 12) -> dict:
-    """Profile the scoring part of one run, twice: cProfile (Python functions) and torch.profiler (ops).
-
-    `run_with(around)` must do one run calling `around(thunk)` for the part to profile.
-    """
-    import torch
-
-    prof = cProfile.Profile()
-    walls = {"cprofile": 0.0, "torch": 0.0}
-
-    def with_cprofile(thunk):
-        start = time.perf_counter()
-        prof.enable()
-        try:
-            return thunk()
-        finally:
-            prof.disable()
-            walls["cprofile"] += time.perf_counter() - start
-
-    run_with(with_cprofile)
-    stats = pstats.Stats(prof, stream=io.StringIO())
-    rows = []
-    for (file, line, func), (_, ncalls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
-        where = f"{Path(file).parent.name}/{Path(file).name}:{line}" if file != "~" else "builtin"
-        rows.append({"function": f"{where}:{func}", "calls": ncalls,
-                     "own_s": round(tottime, 4), "cumulative_s": round(cumtime, 4)})
-    events = []
-
-    def with_torch(thunk):
-        start = time.perf_counter()
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as tprof:
-            out = thunk()
-        walls["torch"] += time.perf_counter() - start
-        events.extend(tprof.key_averages())
-        return out
-
-    run_with(with_torch)
-    ops: dict[str, list] = {}
-    for e in events:
-        agg = ops.setdefault(e.key, [0, 0.0])
-        agg[0] += e.count
-        agg[1] += e.self_cpu_time_total / 1e6
-    total_ops = sum(v[1] for v in ops.values())
-    return {
-        "scope": "the scoring call only (retain: engine call; lm-eval: HFLM.loglikelihood / generate_until)",
-        "wall_s_under_cprofile": round(walls["cprofile"], 3),
-        "python_by_own_time": sorted(rows, key=lambda r: -r["own_s"])[:top],
-        "python_by_cumulative_time": sorted(rows, key=lambda r: -r["cumulative_s"])[:top],
-        "wall_s_under_torch_profiler": round(walls["torch"], 3),
-        "torch_ops_self_cpu_s_total": round(total_ops, 3),
-        "torch_ops_by_self_cpu": [{"op": k, "calls": v[0], "self_cpu_s": round(v[1], 4)}
-                                  for k, v in sorted(ops.items(), key=lambda kv: -kv[1][1])[:top]],
-    }
-
-
 # --- the section -----------------------------------------------------------------------------------
 
 def _ms_per_example(times: list[float], n: int) -> float:
     return round(1000 * statistics.median(times) / n, 3)
 
 
-def _prompt_tokens(lm, examples) -> dict:
-    lengths = [len(ids) for ids in lm.tokenizer([ex.prompt for ex in examples])["input_ids"]]
+def _prompt_tokens(lm, prompts: list[str]) -> dict:
+    lengths = [len(ids) for ids in lm.tokenizer(prompts)["input_ids"]]
     return {"mean": round(sum(lengths) / len(lengths), 1), "max": max(lengths)}
 
 
@@ -517,6 +154,7 @@ def run(args: argparse.Namespace, log: Log = _stderr) -> dict:
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
+    from transformers import AutoConfig
 
     from retain.models.loading import load_model
     from retain.tasks import get_task
@@ -529,35 +167,50 @@ def run(args: argparse.Namespace, log: Log = _stderr) -> dict:
         raise ValueError("--eval-limit, --eval-reps and --eval-batch-size must be positive")
     default_limit = min(args.eval_default_limit, args.eval_limit)
 
-    model_dir, model_source = resolve_model(args.eval_model, log)
-    log(f"eval: model {model_dir} ({model_source}); torch threads {torch.get_num_threads()}")
-    lm = load_model(str(model_dir), device="cpu", dtype="float32")
-    if not lm.is_seq2seq:
-        raise ValueError(f"{model_dir}: this section compares seq2seq (T5-style) models; got a decoder-only one")
+    model_dir, model_source = resolve_model(args.eval_model or getattr(args, "model_dir", None), log)
+    seq2seq = bool(AutoConfig.from_pretrained(str(model_dir)).is_encoder_decoder)
+    goals = GOALS if seq2seq else GOALS_DECODER
+    dtype = args.eval_dtype or ("float32" if seq2seq else "auto")
+    lm = load_model(str(model_dir), device="cpu", dtype=dtype)
+    log(f"eval: model {model_dir} ({model_source}, {'seq2seq' if seq2seq else 'decoder-only'}, "
+        f"{lm.precision.name}); torch threads {torch.get_num_threads()}")
+    shots = args.eval_choice_shots if args.eval_choice_shots is not None else 0 if seq2seq else CHOICE_SHOTS_DECODER
     tasks = {"choice": get_task(f"sentiment:{args.eval_data / 'sentiment'}"),
              "generate": get_task(f"summarization:{args.eval_data / 'summarization'}")}
-    examples = {k: tasks[k].examples("test", args.eval_limit) for k in kinds}
+    examples = {k: tasks[k].fewshot_examples("test", args.eval_limit, shots if k == "choice" else 0, seed=0)
+                for k in kinds}
+    prompts = {k: rendered_prompts(lm, exs) for k, exs in examples.items()}
+    delimiter = option_delimiter(lm, prompts["choice"]) if "choice" in prompts else ""
     max_new_tokens = tasks["generate"].max_new_tokens
-    n_positions = getattr(lm.model.config, "n_positions", None)
-    longest = max(max(len(ids) for ids in lm.tokenizer([ex.prompt for ex in exs])["input_ids"])
-                  for exs in examples.values())
-    # lm-eval left-truncates contexts to max_length (T5 configs say n_positions=512); retain never
-    # truncates at evaluation, and T5's relative attention reads longer inputs. Raise lm-eval's limit
-    # to the longest prompt so both read every token.
-    lmeval_max_length = max(longest, n_positions or 0)
+    config = lm.model.config
+    n_positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    longest = max(max(len(ids) for ids in lm.tokenizer(ps)["input_ids"]) for ps in prompts.values())
+    # seq2seq: lm-eval left-truncates contexts to max_length (T5 configs say n_positions=512); retain never
+    # truncates a seq2seq input, and T5's relative attention reads longer inputs, so lm-eval's limit is raised
+    # to the longest prompt. Decoder-only: both keep the model's context (max_position_embeddings).
+    lmeval_max_length = max(longest, n_positions or 0) if seq2seq else n_positions
+    fix = seq2seq and args.eval_lmeval_max_length == "fix"
+    # lm-eval in retain's precision: the same weights dtype, and autocast where retain uses it.
+    weights = str(lm.dtype).replace("torch.", "")
+    mixed = str(lm.autocast).replace("torch.", "") if lm.autocast is not None else None
 
     doc: dict[str, Any] = {
         "section": "eval", "peer": "lm-evaluation-harness", "peer_version": lm_eval.__version__,
-        "model": {"path": str(model_dir), "source": model_source, "parameters": lm.model.num_parameters(),
-                  "n_positions": n_positions},
+        "model": {"path": str(model_dir), "source": model_source, "kind": "seq2seq" if seq2seq else "decoder-only",
+                  "parameters": lm.model.num_parameters(), "n_positions": n_positions},
         "settings": {
-            "device": "cpu", "dtype": "float32", "torch_threads": torch.get_num_threads(),
+            "device": "cpu", "dtype_setting": dtype, "precision": lm.precision.name,
+            "lmeval_hflm": {"backend": "seq2seq" if seq2seq else "causal", "dtype": weights,
+                            "mixed_precision_dtype": mixed},
+            "torch_threads": torch.get_num_threads(),
             "limit": args.eval_limit, "default_limit": default_limit if default_limit > 0 else None,
+            "choice_shots": shots, "fewshot_seed": 0, "chat_template": not seq2seq and
+            bool(getattr(lm.tokenizer, "chat_template", None)), "option_delimiter": delimiter,
             "reps": args.eval_reps, "statistic": "median; speed-ups pair by pair (rep i / rep i), then median",
             "batch_size_retain": args.eval_batch_size, "batch_size_lmeval_same": args.eval_batch_size,
             "batch_size_lmeval_default": 1, "max_new_tokens": max_new_tokens,
             "lmeval_max_length": lmeval_max_length,
-            "lmeval_generation_max_length": "1 + max_gen_toks (fix)" if args.eval_lmeval_max_length == "fix"
+            "lmeval_generation_max_length": "1 + max_gen_toks (fix)" if fix
             else "lm-eval stock: context tokens + max_gen_toks",
             "warmup": f"each contender once on the first {WARMUP_EXAMPLES} examples",
             "timed": "retain: engine.loglikelihood / engine.generate incl. tokenising and decoding (no cache); "
@@ -565,37 +218,26 @@ def run(args: argparse.Namespace, log: Log = _stderr) -> dict:
                      "batching, model, decoding); simple_evaluate_s adds task building, dataset loading, "
                      "metrics, sample logging",
         },
-        "goals": {k: GOALS[k] for k in kinds},
+        "goals": {k: goals[k] for k in kinds},
         "tasks": {},
-        "notes": [
-            f"lm-eval max_length set to {lmeval_max_length} (its default is the config's n_positions="
-            f"{n_positions}) so that no context is left-truncated: retain does not truncate at evaluation; "
-            "the same in both lm-eval runs",
-            "lm-eval 'defaults' run: HFLM without batch_size (its default, 1); other settings as the equal-batch run",
-            "choice task: target_delimiter '' so lm-eval scores the bare option as retain does (for T5's "
-            "SentencePiece ' negative' and 'negative' encode alike anyway)",
-            "generate task: until [] (lm-eval adds EOS '</s>'), do_sample false, max_gen_toks "
-            f"{max_new_tokens}; lm-eval's output is compared after .strip() (retain strips its outputs)",
-        ],
+        "notes": _notes(seq2seq, lmeval_max_length, n_positions, max_new_tokens, shots, fix, weights, mixed),
         "offline": _offline_flags(),
         "load_average_start": load_average(),
     }
     if not all(doc["offline"].values()):
         log(f"warning: HF offline mode not in effect everywhere {doc['offline']} (import bench/peers/lmeval.py before "
             "transformers / datasets, or set HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1); only local files are read anyway")
-    if args.eval_lmeval_max_length == "fix":
-        doc["notes"].append(
-            "lm-eval's HF backend calls model.generate(max_length=context_tokens + max_gen_toks); for an "
-            "encoder-decoder model max_length bounds the decoder output, so outputs without EOS run up to "
-            "context+64 tokens instead of 64. The task passes max_length=1+max_gen_toks in generation_kwargs "
-            "(which lm-eval forwards) so both tools generate at most the same 64 tokens.")
 
     with tempfile.TemporaryDirectory(prefix="retain-lmeval-") as tmp:
-        yamls = write_task_yamls(Path(tmp), args.eval_data, max_new_tokens, args.eval_lmeval_max_length == "fix")
+        answer = {"choice": lambda ex: ex.target, "generate": lambda ex: ex.target}
+        docs = {k: [{"id": ex.id, "text": p, "answer": answer[k](ex)} for ex, p in zip(examples[k], prompts[k])]
+                for k in kinds}
+        yamls = write_tasks(Path(tmp), docs, delimiter, max_new_tokens, fix)
         doc["settings"]["task_yaml"] = {k: p.read_text() for k, p in yamls.items()}
         task_manager = TaskManager(include_path=tmp, include_defaults=False)
-        hf_args = {"pretrained": str(model_dir), "backend": "seq2seq", "device": "cpu", "dtype": "float32",
-                   "max_length": lmeval_max_length}
+        hf_args = {"pretrained": str(model_dir), "backend": "seq2seq" if seq2seq else "causal", "device": "cpu",
+                   "dtype": weights, "max_length": lmeval_max_length,
+                   **({"mixed_precision_dtype": mixed} if mixed else {})}
         peers = {"same": HFLM(**hf_args, batch_size=args.eval_batch_size)}
         if default_limit > 0:
             peers["default"] = HFLM(**hf_args)  # lm-eval's default batch size
@@ -603,10 +245,11 @@ def run(args: argparse.Namespace, log: Log = _stderr) -> dict:
         counters = {"retain": WorkCounter(lm.model),
                     **{f"lmeval-{name}": WorkCounter(h.model) for name, h in peers.items()}}
         for kind in kinds:
-            doc["tasks"][kind] = _compare(kind, lm, tasks[kind], examples[kind], peers, timers, counters,
-                                          task_manager, args, default_limit, max_new_tokens, log)
+            compared = Compared(kind, tasks[kind], examples[kind], prompts[kind], delimiter, goals[kind])
+            doc["tasks"][kind] = _compare(compared, lm, peers, timers, counters, task_manager, args, default_limit,
+                                          max_new_tokens, log)
     doc["load_average_end"] = load_average()
-    doc["summary"] = {kind: {"speedup_same_batch": t["speedup_same_batch"]["median"], "goal": GOALS[kind],
+    doc["summary"] = {kind: {"speedup_same_batch": t["speedup_same_batch"]["median"], "goal": goals[kind],
                              "goal_met": t["speedup_same_batch"]["goal_met"],
                              "speedup_vs_defaults_per_example": (t.get("speedup_vs_defaults") or {}).get("median"),
                              "agreement": t["agreement"]["summary"]}
@@ -614,8 +257,55 @@ def run(args: argparse.Namespace, log: Log = _stderr) -> dict:
     return doc
 
 
-def _compare(kind, lm, task, examples, peers, timers, counters, task_manager, args, default_limit,
-             max_new_tokens, log: Log) -> dict:
+def _notes(seq2seq: bool, lmeval_max_length, n_positions, max_new_tokens: int, shots: int, fix: bool,
+           weights: str, mixed: str | None) -> list[str]:
+    """What had to be set for both tools to compute the same thing, and what still differs (in the JSON)."""
+    notes = [
+        "lm-eval reads documents holding retain's rendered prompts (task template, retain's few-shot draw, chat "
+        "template for chat models) with num_fewshot 0 and no apply_chat_template, so both read the same text "
+        "(prompts_identical checks it per example)",
+        "lm-eval 'defaults' run: HFLM without batch_size (its default, 1); other settings as the equal-batch run",
+        "generate task: until [] (lm-eval stops at the EOS text), do_sample false, max_gen_toks "
+        f"{max_new_tokens}; lm-eval's output is compared after .strip() (retain strips its outputs)",
+        f"precision: lm-eval HFLM(dtype={weights!r}, mixed_precision_dtype={mixed!r}), retain's precision",
+    ]
+    if seq2seq:
+        notes.append(f"lm-eval max_length set to {lmeval_max_length} (its default is the config's n_positions="
+                     f"{n_positions}) so that no context is left-truncated: retain does not truncate at evaluation")
+        notes.append("choice task: target_delimiter '' so lm-eval scores the bare option as retain does (for T5's "
+                     "SentencePiece ' negative' and 'negative' encode alike anyway)")
+    else:
+        notes.append(f"choice task: {shots} solved examples per prompt drawn by retain (retain.tasks.fewshot: per "
+                     "example, seeded by (0, id), from SST-2 train) instead of lm-eval's sampler")
+        notes.append("choice task: lm-eval moves a context's trailing whitespace into the continuation "
+                     "(lm_eval.api.model._encode_pair); a chat prompt ends in '\\n', so lm-eval's log-likelihood of "
+                     "each option also holds log P('\\n' | context), the same for both options: chosen options "
+                     "are unaffected, and max_abs_margin_diff compares the options' differences instead")
+        notes.append(f"both keep the model's context of {lmeval_max_length} tokens (no prompt here is longer)")
+    if fix:
+        notes.append(
+            "lm-eval's HF backend calls model.generate(max_length=context_tokens + max_gen_toks); for an "
+            "encoder-decoder model max_length bounds the decoder output, so outputs without EOS run up to "
+            "context+64 tokens instead of 64. The task passes max_length=1+max_gen_toks in generation_kwargs "
+            "(which lm-eval forwards) so both tools generate at most the same 64 tokens.")
+    return notes
+
+
+@dataclass(frozen=True)
+class Compared:
+    """One task as both tools get it: its examples, the prompts retain renders for them, and the goal."""
+
+    kind: str
+    task: Any
+    examples: list
+    prompts: list[str]
+    delimiter: str  # between a prompt and an option (choice)
+    goal: float
+
+
+def _compare(c: Compared, lm, peers, timers, counters, task_manager, args, default_limit, max_new_tokens,
+             log: Log) -> dict:
+    kind, task, examples, goal = c.kind, c.task, c.examples, c.goal
     n, bs = len(examples), args.eval_batch_size
     log(f"eval {kind}: {task.name}, {n} examples (lm-eval defaults run: {default_limit}), batch size {bs}, "
         f"{args.eval_reps} reps")
@@ -653,13 +343,13 @@ def _compare(kind, lm, task, examples, peers, timers, counters, task_manager, ar
         log(f"  {name:<14} scoring: " + ", ".join(f"{s:.2f}" for s in scoring[name]) + " s")
     r_out, same_out = timings["retain"].result, timings["lmeval-same"].result
     if kind == "choice":
-        agree = choice_agreement(task, examples, r_out, same_out)
+        agree = choice_agreement(task, examples, c.prompts, c.delimiter, r_out, same_out)
         summary_ok = agree["identical_accuracy"] and agree["chosen_option_mismatches"] == 0
     else:
-        agree = generate_agreement(task, examples, r_out, same_out, lm)
+        agree = generate_agreement(task, examples, c.prompts, r_out, same_out, lm)
         summary_ok = agree["identical_predictions"] == agree["n"]
     res: dict[str, Any] = {
-        "task": task.name, "kind": kind, "n_examples": n, "prompt_tokens": _prompt_tokens(lm, examples),
+        "task": task.name, "kind": kind, "n_examples": n, "prompt_tokens": _prompt_tokens(lm, c.prompts),
         "load_average_before": load_before,
         "retain": {"median_s": round(statistics.median(scoring["retain"]), 4),
                    "times_s": [round(t, 4) for t in scoring["retain"]], "batch_size": bs,
@@ -675,7 +365,7 @@ def _compare(kind, lm, task, examples, peers, timers, counters, task_manager, ar
         res["output_tokens_retokenized"] = {"mean": round(sum(lengths) / len(lengths), 1), "max": max(lengths),
                                 "at_limit": sum(n_ >= max_new_tokens for n_ in lengths)}
     ratio = _ratios(scoring["lmeval-same"], scoring["retain"])
-    res["speedup_same_batch"] = {**ratio, "goal": GOALS[kind], "goal_met": ratio["median"] >= GOALS[kind]}
+    res["speedup_same_batch"] = {**ratio, "goal": goal, "goal_met": ratio["median"] >= goal}
     agreement = {"same_batch": agree}
     if "lmeval-default" in contenders:
         d_out = timings["lmeval-default"].result
@@ -689,14 +379,14 @@ def _compare(kind, lm, task, examples, peers, timers, counters, task_manager, ar
         res["speedup_vs_defaults"] = {**_ratios(scoring["lmeval-default"], scoring["retain"], n / default_limit),
                                       "basis": "per example" if default_limit != n else "same examples"}
         if kind == "choice":
-            agreement["defaults"] = choice_agreement(task, examples, r_out, d_out)
+            agreement["defaults"] = choice_agreement(task, examples, c.prompts, c.delimiter, r_out, d_out)
             summary_ok = summary_ok and agreement["defaults"]["chosen_option_mismatches"] == 0
         else:
-            agreement["defaults"] = generate_agreement(task, examples, r_out, d_out, lm)
+            agreement["defaults"] = generate_agreement(task, examples, c.prompts, r_out, d_out, lm)
             summary_ok = summary_ok and agreement["defaults"]["identical_predictions"] == agreement["defaults"]["n"]
     agreement["summary"] = "identical" if summary_ok else "differs (see first_mismatch / first_difference)"
     res["agreement"] = agreement
-    log(f"  speedup at equal batch size: {ratio['median']}x (goal {GOALS[kind]}x); "
+    log(f"  speedup at equal batch size: {ratio['median']}x (goal {goal}x); "
         f"defaults: {res.get('speedup_vs_defaults', {}).get('median')}x; agreement: {agreement['summary']}")
 
     if args.eval_profile == "on" or (args.eval_profile == "auto" and not res["speedup_same_batch"]["goal_met"]):
