@@ -93,6 +93,32 @@ def _precision(lm):
     return stack
 
 
+@contextlib.contextmanager
+def _head_in_fp32(lm):
+    """Under autocast, run the LM head in fp32 (log-likelihood scoring only).
+
+    bf16 logits keep 8 bits of mantissa: two options whose fp32 log-likelihoods differ by 0.05 nats
+    came out exactly tied on SmolLM2 (bench/precision_check.py), flipping a choice. The head in fp32
+    costs its own matmul at fp32 speed; the body keeps bf16.
+    """
+    base = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
+    head = base.get_output_embeddings() if getattr(lm, "autocast", None) is not None else None
+    if not isinstance(head, torch.nn.Linear):
+        yield
+        return
+
+    def forward(hidden):
+        with torch.autocast(hidden.device.type, enabled=False):
+            bias = head.bias.float() if head.bias is not None else None
+            return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)
+
+    head.forward = forward
+    try:
+        yield
+    finally:
+        del head.forward
+
+
 def _batches(order: list[int], batch_size: int) -> list[list[int]]:
     return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
 
@@ -188,7 +214,7 @@ def loglikelihood(lm: LoadedModel, requests: Sequence[tuple[str, str]], batch_si
     contexts = [format_prompt(lm.tokenizer, c, lm.is_seq2seq, chat, shots[i] if shots else ())
                 for i, (c, _) in enumerate(requests)]
     formatted = [(ctx, cont) for ctx, (_, cont) in zip(contexts, requests)]
-    with _precision(lm):  # log-softmax runs on fp32 logits either way
+    with _precision(lm), _head_in_fp32(lm):
         if lm.is_seq2seq:
             return _loglikelihood_seq2seq(lm, formatted, batch_size, progress)
         return _loglikelihood_causal(lm, formatted, batch_size, progress, truncated)

@@ -121,3 +121,19 @@ def test_training_records_bf16(monkeypatch, tiny_llama_dir, tmp_path):
     result = train(str(tiny_llama_dir), "toy-ner", "full", settings, tmp_path / "run")
     assert result.metadata["precision"] == "bf16"
     assert result.metadata["train_loss"] == result.metadata["train_loss"]  # finite, not NaN
+
+
+def test_choice_scoring_runs_the_head_in_fp32(monkeypatch, tiny_llama_dir):
+    monkeypatch.setenv(dev.ENV, "1")
+    lm = load_model(str(tiny_llama_dir), device="cpu")
+    head = lm.model.get_output_embeddings()
+    seen = []
+    hook = head.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    try:
+        engine.loglikelihood(lm, [("Sentiment: great", "positive")])
+        assert seen == [torch.float32]  # logits of choices in fp32: bf16 logits tie near-equal options
+        engine.generate(lm, ["Sentiment: great"], max_new_tokens=2)
+        assert set(seen[1:]) == {torch.bfloat16}  # generation keeps the bf16 head
+    finally:
+        hook.remove()
+    assert "forward" not in vars(head)  # restored
