@@ -137,7 +137,7 @@ def _interrupt_study(tiny_t5_dir, tmp_path, sig) -> tuple[subprocess.CompletedPr
     env = {**os.environ, "RETAIN_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.Popen([str(RETAIN), "study", str(cfg), "--out", str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    checkpoint = out / "runs" / "full-s0" / "train"
+    checkpoint = out / "runs" / "full-s0" / "train" / "checkpoints"  # checkpoint-N folders while training
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if any(checkpoint.glob("checkpoint-*")):  # training is under way
