@@ -93,17 +93,17 @@ class _PipeGuard:
     def __init__(self, stream):
         self._stream = stream
 
-    def write(self, text):
+    def _guarded(self, call, *args):
         try:
-            return self._stream.write(text)
+            return call(*args)
         except BrokenPipeError:
             raise StdoutClosed() from None
 
+    def write(self, text):
+        return self._guarded(self._stream.write, text)
+
     def flush(self):
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            raise StdoutClosed() from None
+        return self._guarded(self._stream.flush)
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
@@ -169,10 +169,7 @@ def run(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         return code if isinstance(code, int) else EXIT_OK
     except UserError as e:
-        if debug:
-            traceback.print_exc()
-        _say(f"error: {one_line(str(e))}")
-        return EXIT_USAGE
+        return _input_error(str(e), debug)
     except Interrupted as e:
         code = EXIT_SIGTERM if e.signum == signal.SIGTERM else EXIT_SIGINT
         _say(f"interrupted ({signal.Signals(e.signum).name}): {_resume_hint(argv)}")
@@ -188,12 +185,9 @@ def run(argv: list[str] | None = None) -> int:
     except OSError as e:
         if e.filename is None:  # not about a path the user gave: an internal error like any other
             return _internal_error(e, debug)
-        if debug:
-            traceback.print_exc()
         # A path the user named cannot be read or written (permissions, a file where a folder is
         # expected, a full disk): bad input for the contract, said in one line.
-        _say(f"error: {e.filename}: {e.strerror or one_line(str(e))}")
-        return EXIT_USAGE
+        return _input_error(f"{e.filename}: {e.strerror or str(e)}", debug)
     except Exception as e:  # noqa: BLE001  (the one catch-all: every error ends as one line)
         code = _parser_error(e)
         return code if code is not None else _internal_error(e, debug)
@@ -218,6 +212,14 @@ def _raised_in(e: BaseException) -> str:
         module = ".".join(parts[len(parts) - parts[::-1].index("retain") - 1:]).removesuffix(".py")
         return f"{module} ({path.name}:{frames[-1].lineno})"
     return f"{path.name}:{frames[-1].lineno}"
+
+
+def _input_error(message: str, debug: bool) -> int:
+    """Bad input: one line (after the traceback with --debug), exit 2."""
+    if debug:
+        traceback.print_exc()
+    _say(f"error: {one_line(message)}")
+    return EXIT_USAGE
 
 
 def _internal_error(e: BaseException, debug: bool) -> int:
