@@ -7,9 +7,12 @@ Two request kinds, as in lm-evaluation-harness:
   on; rows leave the batch as they finish (`retain.evaluation.greedy`). Decoder-only models are
   left-padded so every prompt ends where generation starts.
 - `loglikelihood`: the summed log-probability of a continuation given a context, in batched forward
-  passes without generation. For encoder-decoder models each distinct context is encoded once and
-  its encoder states are shared by all its continuations (a `choice` task with k options costs one
-  encoder pass, not k).
+  passes without generation. Requests that differ only in their last token share one row (every
+  single-token option of a `choice` task: k options cost one row, not k), as lm-evaluation-harness's
+  logits cache does; for encoder-decoder models each distinct context is also encoded once. A
+  decoder-only model's LM head projects only the positions that predict a continuation token
+  (`retain.models.heads.LabelPositionsHead`): over a long few-shot prompt, logits over the whole
+  vocabulary at every prompt position were most of the cost.
 
 Results come back in the order of the requests. Batching does not change results beyond float
 rounding (tests check that batched equals unbatched).
@@ -36,6 +39,7 @@ import torch
 from retain.errors import UserError
 from retain.evaluation.greedy import encode, greedy_decode
 from retain.models.formatting import Shot, completion_prefix, format_prompt
+from retain.models.heads import Fp32Head, LabelPositionsHead
 from retain.models.loading import LoadedModel
 
 Progress = Callable[[int], None] | None
@@ -94,29 +98,23 @@ def _precision(lm):
 
 
 @contextlib.contextmanager
-def _head_in_fp32(lm):
-    """Under autocast, run the LM head in fp32 (log-likelihood scoring only).
+def _scoring_head(lm):
+    """The LM head hooks of one log-likelihood call; yields the row selection (None: full logits).
 
-    bf16 logits keep 8 bits of mantissa: two options whose fp32 log-likelihoods differ by 0.05 nats
-    came out exactly tied on SmolLM2 (bench/precision_check.py), flipping a choice. The head in fp32
-    costs its own matmul at fp32 speed; the body keeps bf16.
+    Decoder-only models that take `logits_to_keep` get `LabelPositionsHead`, inert until a batch sets
+    its mask. Under autocast the head also runs in fp32 (`Fp32Head`: bf16 logits tie near-equal
+    options), registered after the row selection so its matmul runs on the kept rows only. Generation
+    keeps the plain head: the hooks are removed on the way out.
     """
-    base = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
-    head = base.get_output_embeddings() if getattr(lm, "autocast", None) is not None else None
-    if not isinstance(head, torch.nn.Linear):
-        yield
-        return
-
-    def forward(hidden):
-        with torch.autocast(hidden.device.type, enabled=False):
-            bias = head.bias.float() if head.bias is not None else None
-            return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)
-
-    head.forward = forward
+    positions = None if lm.is_seq2seq else LabelPositionsHead.attach(lm.model)
+    fp32 = None
     try:
-        yield
+        fp32 = Fp32Head.attach(lm.model) if getattr(lm, "autocast", None) is not None else None
+        yield positions
     finally:
-        del head.forward
+        for hook in (fp32, positions):
+            if hook is not None:
+                hook.remove()
 
 
 def _batches(order: list[int], batch_size: int) -> list[list[int]]:
@@ -214,18 +212,10 @@ def loglikelihood(lm: LoadedModel, requests: Sequence[tuple[str, str]], batch_si
     contexts = [format_prompt(lm.tokenizer, c, lm.is_seq2seq, chat, shots[i] if shots else ())
                 for i, (c, _) in enumerate(requests)]
     formatted = [(ctx, cont) for ctx, (_, cont) in zip(contexts, requests)]
-    with _precision(lm), _head_in_fp32(lm):
+    with _precision(lm), _scoring_head(lm) as positions:
         if lm.is_seq2seq:
             return _loglikelihood_seq2seq(lm, formatted, batch_size, progress)
-        return _loglikelihood_causal(lm, formatted, batch_size, progress, truncated)
-
-
-def _continuation_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum over positions of log p(label); label -100 positions are ignored. Returns (batch,)."""
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    keep = labels != -100
-    picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * keep).sum(-1)
+        return _loglikelihood_causal(lm, formatted, batch_size, progress, truncated, positions)
 
 
 def _loglikelihood_seq2seq(lm, requests, batch_size, progress) -> list[float]:
@@ -270,11 +260,11 @@ def _loglikelihood_seq2seq(lm, requests, batch_size, progress) -> list[float]:
     return out
 
 
-def _loglikelihood_causal(lm, requests, batch_size, progress, truncated) -> list[float]:
-    """`requests` hold formatted contexts."""
-    tok, model = lm.tokenizer, lm.model
+def _causal_sequences(lm, requests, truncated) -> list[tuple[list[int], int]]:
+    """(token ids, number of continuation tokens to score) per request, cut to the model's context."""
+    tok = lm.tokenizer
     limit = context_length(lm)
-    rows: list[tuple[list[int], int]] = []  # (token ids, number of continuation tokens)
+    out = []
     for i, (prompt, continuation) in enumerate(requests):
         whole = prompt + completion_prefix(prompt, False) + continuation
         # Tokenise context and whole text, take the continuation as the tail of the whole: merges at
@@ -284,23 +274,75 @@ def _loglikelihood_causal(lm, requests, batch_size, progress, truncated) -> list
         n_cont = max(len(full) - len(ctx), 1)
         if limit is not None and len(full) > limit:
             full = _truncate_left(full, limit, tok.bos_token_id)
-            n_cont = min(n_cont, len(full) - 1)  # the first kept token has no prediction to score
             if truncated is not None:
                 truncated.append(i)
-        rows.append((full, n_cont))
-    order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
-    out = [0.0] * len(rows)
-    for batch in _batches(order, batch_size):
-        ids, mask = _pad([rows[i][0] for i in batch], tok.pad_token_id, left=False)
-        labels = torch.full_like(ids, -100)
-        for r, i in enumerate(batch):
-            n, k = len(rows[i][0]), rows[i][1]
-            labels[r, n - k: n] = ids[r, n - k: n]
-        ids, mask, labels = ids.to(lm.device), mask.to(lm.device), labels.to(lm.device)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-        values = _continuation_logprobs(logits, labels[:, 1:])
-        for i, value in zip(batch, values.tolist()):
+        # The first token has no prediction to score.
+        out.append((full, min(n_cont, len(full) - 1)))
+    return out
+
+
+def _scored_logits(model, ids, mask, scored, positions) -> torch.Tensor:
+    """Logits (scored positions, vocab) of a right-padded batch, row by row, positions in order."""
+    if positions is not None:
+        positions.mask = scored
+    try:
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    finally:
+        if positions is not None:
+            positions.mask = None
+    if logits.dim() == 3:  # no row selection on this model: all positions were projected
+        # Prompt-learning adapters prepend virtual tokens: the inputs align with the last positions.
+        logits = logits[:, logits.shape[1] - scored.shape[1]:][scored]
+    if logits.shape[0] != int(scored.sum()):
+        raise RuntimeError(f"{logits.shape[0]} logit rows for {int(scored.sum())} scored positions")
+    return logits
+
+
+def _loglikelihood_causal(lm, requests, batch_size, progress, truncated, positions) -> list[float]:
+    """`requests` hold formatted contexts; `positions` selects the LM head's rows (None: full logits).
+
+    Requests whose token sequences differ only in their last token share one row, those tokens but the
+    last: causal attention makes every position of it the same as in each request's own row, and the
+    last token is never an input, only a target. A row scores its last w positions (w: the longest
+    continuation among its requests); each request reads the last of them that predict its tokens.
+    """
+    tok, model = lm.tokenizer, lm.model
+    sequences = _causal_sequences(lm, requests, truncated)
+    groups: dict[tuple[int, ...], list[int]] = {}  # row (all tokens but the last) -> its requests
+    for i, (full, n_cont) in enumerate(sequences):
+        if n_cont > 0:  # a one-token sequence has nothing to score: 0 nats
+            groups.setdefault(tuple(full[:-1]), []).append(i)
+    out = [0.0] * len(sequences)
+    unscored = len(sequences) - sum(len(members) for members in groups.values())
+    if progress and unscored:
+        progress(unscored)
+    rows = sorted(groups, key=lambda row: -len(row))
+    for batch in _batches(rows, batch_size):
+        ids, mask = _pad(batch, tok.pad_token_id, left=False)
+        widths = [max(sequences[i][1] for i in groups[row]) for row in batch]
+        scored = torch.zeros_like(ids, dtype=torch.bool)
+        for r, (row, width) in enumerate(zip(batch, widths)):
+            scored[r, len(row) - width: len(row)] = True
+        ids, mask, scored = ids.to(lm.device), mask.to(lm.device), scored.to(lm.device)
+        logits = _scored_logits(model, ids, mask, scored, positions).float()
+        # Per scored token: its logit row, its target, and which request (of `members`) it belongs to.
+        at, targets, owners, members = [], [], [], []
+        end = 0
+        for row, width in zip(batch, widths):
+            end += width
+            for i in groups[row]:
+                full, n_cont = sequences[i]
+                at += range(end - n_cont, end)
+                targets += full[-n_cont:]
+                owners += [len(members)] * n_cont
+                members.append(i)
+        at, targets = torch.tensor(at, device=lm.device), torch.tensor(targets, device=lm.device)
+        # log p(target) = logit - logsumexp(logits): the log_softmax entry without its whole-vocab copy.
+        picked = logits[at, targets] - torch.logsumexp(logits, dim=-1)[at]
+        sums = torch.zeros(len(members), device=lm.device).index_add_(
+            0, torch.tensor(owners, device=lm.device), picked)
+        for i, value in zip(members, sums.tolist()):
             out[i] = value
         if progress:
-            progress(len(batch))
+            progress(len(members))
     return out

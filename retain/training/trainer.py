@@ -10,9 +10,9 @@ What the subclass adds, and nothing else:
   weights in memory and the last checkpoint stay good;
 - it counts real (non-padding) tokens for tokens/s;
 - decoder-only models run their LM head only at the positions that predict a label
-  (`LabelPositionsHead`): the prompt positions carry no loss, so their logits over the whole vocabulary
-  (and the softmax, and both backward matmuls) were wasted work, most of a step's time for a small
-  model with a large vocabulary and long prompts;
+  (`retain.models.heads.LabelPositionsHead`): the prompt positions carry no loss, so their logits over
+  the whole vocabulary (and the softmax, and both backward matmuls) were wasted work, most of a step's
+  time for a small model with a large vocabulary and long prompts;
 - length-grouped batches come from `SeededLengthGroupedSampler`, whose order survives a resume;
 - packed decoder-only batches (`retain.training.data.PackingCollator`) bring their real-token count,
   which is taken out of the inputs before the forward pass.
@@ -23,7 +23,6 @@ evaluation, and retain evaluates with its own engine.
 
 from __future__ import annotations
 
-import inspect
 import re
 from functools import partial
 from pathlib import Path
@@ -34,6 +33,7 @@ from transformers import Trainer, TrainingArguments
 
 from retain.errors import UserError
 from retain.models.device import fast_bf16
+from retain.models.heads import LabelPositionsHead
 from retain.training.callbacks import NonFiniteLoss
 from retain.training.config import TrainSettings
 from retain.training.data import IGNORE, REAL_TOKENS, SeededLengthGroupedSampler, padded_tokens, real_tokens
@@ -74,60 +74,6 @@ def token_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, *, shift:
     else:
         count = max(int(count), 1)
     return total / count
-
-
-class LabelPositionsHead:
-    """Makes a decoder-only model's LM head project only the positions that predict a label.
-
-    A forward pre-hook on the output embedding replaces its input, the hidden states (batch, positions,
-    hidden), with the rows selected by `mask` (label tokens, hidden), so the model returns 2-D logits
-    that `token_loss` pairs with the labels in the same order. The loss and its gradient are those of
-    the full logits (the skipped positions have label -100 and contribute nothing); what is saved is the
-    LM head's matmuls and the softmax over the vocabulary at every prompt and padding position.
-
-    Inert unless `mask` is set (by `RetainTrainer.compute_loss`, for one forward pass), so generation and
-    any other use of the model are unchanged. Only attached to models whose forward takes
-    `logits_to_keep` (transformers' causal LMs that apply the head to their last hidden states and
-    nothing else); on other calls (e.g. a batch split by `DataParallel`) it leaves the input alone.
-    """
-
-    def __init__(self, head: torch.nn.Module):
-        self.mask: torch.Tensor | None = None
-        self.handle = head.register_forward_pre_hook(self._select)
-
-    @classmethod
-    def attach(cls, model) -> "LabelPositionsHead | None":
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        get_head = getattr(base, "get_output_embeddings", None)
-        head = get_head() if callable(get_head) else None
-        try:
-            takes_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
-        except (TypeError, ValueError):
-            takes_keep = False
-        if not isinstance(head, torch.nn.Module) or not takes_keep:
-            return None
-        return cls(head)
-
-    @staticmethod
-    def positions(labels: torch.Tensor) -> torch.Tensor:
-        """(batch, length) bool: position t predicts a label (label t+1 is not -100)."""
-        mask = torch.zeros_like(labels, dtype=torch.bool)
-        mask[:, :-1] = labels[:, 1:] != IGNORE
-        return mask
-
-    def _select(self, module, args):
-        mask = self.mask
-        if mask is None or not args:
-            return None
-        hidden = args[0]
-        if hidden.dim() != 3 or hidden.shape[0] != mask.shape[0] or hidden.shape[1] < mask.shape[1]:
-            return None
-        # Prompt-learning adapters prepend virtual tokens: the labels align with the last positions.
-        hidden = hidden[:, hidden.shape[1] - mask.shape[1]:]
-        return (hidden[mask.to(hidden.device)], *args[1:])
-
-    def remove(self) -> None:
-        self.handle.remove()
 
 
 class RetainTrainer(Trainer):

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from retain.models import load_model
+from retain.models.heads import LabelPositionsHead
 from retain.training.data import Collator, Encoder, Sample
-from retain.training.trainer import LabelPositionsHead, token_loss
+from retain.training.trainer import token_loss
 
 SAMPLES = [Sample("Find the named entities: Ann lives in Rome.", "PER: Ann; LOC: Rome", "t"),
            Sample("Question: who?\n", "Bob", "t"),

@@ -13,9 +13,10 @@ import torch
 
 from retain.methods import make_method
 from retain.models import load_model
+from retain.models.heads import LabelPositionsHead
 from retain.training.data import (IGNORE, REAL_TOKENS, Collator, Encoder, PackingCollator, Sample, pack_rows,
                                   packing_honoured, real_tokens)
-from retain.training.trainer import LabelPositionsHead, token_loss
+from retain.training.trainer import token_loss
 from tests.training.helpers import assert_falling, fast, logged
 
 SAMPLES = [Sample("Find the named entities: Ann lives in Rome.", "PER: Ann; LOC: Rome", "t"),
