@@ -81,3 +81,27 @@ def check_model_fits(folder: str | Path, dtype: torch.dtype, device: torch.devic
     needed = int(params * torch.finfo(dtype).bits / 8 * LOAD_FACTOR) if dtype.is_floating_point else params
     check_memory(needed, f"loading {name} ({params / 1e6:.0f}M parameters in {str(dtype).replace('torch.', '')})",
                  device)
+
+
+# Activations a transformer layer keeps for backward, per token, in units of its hidden size (16-bit
+# values: Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
+# 34 * hidden bytes per token and layer without the attention scores, which SDPA does not keep).
+ACTIVATION_HIDDEN_FACTOR = 34
+
+
+def activation_bytes(config, tokens: int) -> int:
+    """Rough bytes of activations kept for backward when `tokens` tokens go through the model at once.
+
+    `tokens` is what one micro-batch holds (rows times their length). The estimate counts every layer
+    (encoder and decoder for seq2seq) at 16-bit width; mixed precision keeps some values in fp32, so
+    the true figure is somewhat higher. It decides whether gradient checkpointing is worth its cost,
+    not whether something fits.
+    """
+    def count(*keys):
+        return next((getattr(config, k) for k in keys if isinstance(getattr(config, k, None), int)), 0)
+
+    layers = count("num_hidden_layers", "num_layers", "n_layer")
+    if getattr(config, "is_encoder_decoder", False):  # T5: num_layers (encoder) plus num_decoder_layers
+        layers = count("num_layers", "encoder_layers") + count("num_decoder_layers", "decoder_layers")
+    hidden = count("hidden_size", "d_model", "n_embd")
+    return int(tokens * layers * hidden * ACTIVATION_HIDDEN_FACTOR)

@@ -64,7 +64,8 @@ class TrainSettings(BaseModel):
     gradient_checkpointing: bool | Literal["auto"] = Field(
         "auto", description="Recompute activations in backward to save memory. auto: on when most weights are "
                             "frozen (adapters), where activations are most of the memory and recomputing them "
-                            "costs about the weight gradients that are skipped.")
+                            "costs about the weight gradients that are skipped, and a micro-batch's activations "
+                            "are estimated at 512 MB or more.")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     progress: bool = Field(True, description="Show a progress bar.")

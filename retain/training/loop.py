@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from retain.errors import UserError
+from retain.models.memory import activation_bytes
 from retain.io import atomic_write_text
 from retain.methods.base import MethodConfig, TrainContext, make_method
 from retain.training import metadata as md
@@ -204,7 +205,10 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
     truncate_log(log_path, checkpoint_step(last) if last else 0)
 
     precision = mixed_precision(settings, device, lm.is_seq2seq)
-    checkpointing = use_checkpointing(settings, params["trainable"] / params["total"])
+    packed_row = _packed_row_length(settings, lm, trained)
+    checkpointing = use_checkpointing(settings, params["trainable"] / params["total"],
+                                      activation_bytes(lm.model.config, _batch_tokens(train_ds, settings, packed_row,
+                                                                                      lm.is_seq2seq)))
     args = training_arguments(settings, ckpt_dir, settings.learning_rate or method.learning_rate(), precision,
                               device, has_eval=eval_ds is not None, checkpointing=checkpointing)
     jsonl = JsonlLogger(log_path)
@@ -213,7 +217,6 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
         log.warning("tensorboard is not installed: logging to %s only", log_path)
     if precision != "fp16":
         extra_cbs.append(NonFiniteGradGuard())
-    packed_row = _packed_row_length(settings, lm, trained)
     if packed_row:
         collator = PackingCollator(lm.tokenizer.pad_token_id, packed_row, attention_span(lm.model.config))
     else:
@@ -313,6 +316,12 @@ def _final_eval_loss(trainer) -> float:
         if "eval_loss" in entry and entry.get("step") == trainer.state.global_step:
             return entry["eval_loss"]
     return trainer.evaluate()["eval_loss"]
+
+
+def _batch_tokens(dataset, settings: TrainSettings, packed_row: int | None, seq2seq: bool) -> int:
+    """Tokens of the largest micro-batch: `batch_size` of the longest example (a packed row at most)."""
+    longest = max((len(x["input_ids"]) + (len(x["labels"]) if seq2seq else 0) for x in dataset), default=0)
+    return settings.batch_size * (min(longest, packed_row) if packed_row else longest)
 
 
 def _packed_row_length(settings: TrainSettings, lm, model) -> int | None:
