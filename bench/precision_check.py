@@ -7,7 +7,9 @@ choice changes no conclusion:
 1. Evaluation: the same 40 test examples of each real task (sentiment: choice with 3 shots; qa:
    1 shot; NER: 3 shots; DialogSum: zero-shot) evaluated in three precisions, with the cache off:
    - `float32`: fp32 weights, no autocast (the reference);
-   - `bf16-autocast`: fp32 weights, bf16 matmuls under `torch.autocast` (what `auto` picks on a CPU);
+   - `auto`: what retain runs by default on such a CPU: bf16 autocast for log-likelihood scoring
+     (LM head in fp32) and fp32 for greedy generation (`retain.models.device.Precision.generation`);
+   - `bf16-autocast`: fp32 weights, bf16 matmuls under `torch.autocast`, generation included;
    - `bfloat16`: weights cast to bf16 (what `auto` picks on a GPU).
    Reported per task: the share of examples whose greedy prediction (or chosen option) equals fp32's,
    the metric under each precision, and for the choice task the accuracy difference and the largest
@@ -40,7 +42,7 @@ from common import RESULTS, SHARED, machine_info, write_result  # noqa: E402
 MODEL = "smollm2-135m-instruct"
 DATA = SHARED / "data"
 TASKS = {"sentiment": 3, "qa": 1, "ner": 3, "summarization": 0}  # family -> shots
-PRECISIONS = ("float32", "bf16-autocast", "bfloat16")
+PRECISIONS = ("float32", "auto", "bf16-autocast", "bfloat16")
 OUT = RESULTS / "precision_check.json"
 
 
@@ -114,7 +116,7 @@ def check_train(steps: int, batch_size: int, max_source_length: int) -> dict:
 def goals(doc: dict) -> list[dict]:
     out = []
     for family, entry in doc.get("eval", {}).items():
-        for precision in ("bf16-autocast", "bfloat16"):
+        for precision in PRECISIONS[1:]:
             if precision not in entry["precisions"]:
                 continue
             item = entry["precisions"][precision]
@@ -149,7 +151,12 @@ def main() -> None:
         precisions = args.precisions.split(",")
         if precisions[0] != "float32":
             parser.error("--precisions must start with float32, the reference")
-        doc["eval"] = {**doc.get("eval", {}), **check_eval(args.limit, args.batch_size, args.tasks.split(","), precisions)}
+        fresh = check_eval(args.limit, args.batch_size, args.tasks.split(","), precisions)
+        kept = doc.get("eval", {})
+        for family, entry in fresh.items():  # precisions not rerun keep their results
+            if family in kept:
+                entry["precisions"] = {**kept[family]["precisions"], **entry["precisions"]}
+        doc["eval"] = {**kept, **fresh}
         doc["eval_settings"] = {"limit": args.limit, "batch_size": args.batch_size, "model": MODEL}
     if "train" in sections:
         doc["train"] = check_train(args.train_steps, args.train_batch_size, args.train_max_source_length)

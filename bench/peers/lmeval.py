@@ -190,9 +190,13 @@ def run(args: argparse.Namespace, log: Log = _stderr) -> dict:
     # to the longest prompt. Decoder-only: both keep the model's context (max_position_embeddings).
     lmeval_max_length = max(longest, n_positions or 0) if seq2seq else n_positions
     fix = seq2seq and args.eval_lmeval_max_length == "fix"
-    # lm-eval in retain's precision: the same weights dtype, and autocast where retain uses it.
+    # lm-eval in retain's precision: the same weights dtype, and autocast where retain uses it: under
+    # `auto` on a bf16 CPU retain scores under bf16 autocast and generates in fp32 (Precision.generation).
     weights = str(lm.dtype).replace("torch.", "")
-    mixed = str(lm.autocast).replace("torch.", "") if lm.autocast is not None else None
+    kind_precision = {"choice": lm.precision, "generate": lm.precision.generation}
+    mixed_by_kind = {k: str(p.autocast).replace("torch.", "") if p.autocast is not None else None
+                     for k, p in kind_precision.items()}
+    mixed = mixed_by_kind["choice"]
 
     doc: dict[str, Any] = {
         "section": "eval", "peer": "lm-evaluation-harness", "peer_version": lm_eval.__version__,
@@ -200,8 +204,9 @@ def run(args: argparse.Namespace, log: Log = _stderr) -> dict:
                   "parameters": lm.model.num_parameters(), "n_positions": n_positions},
         "settings": {
             "device": "cpu", "dtype_setting": dtype, "precision": lm.precision.name,
+            "generation_precision": lm.precision.generation.name,
             "lmeval_hflm": {"backend": "seq2seq" if seq2seq else "causal", "dtype": weights,
-                            "mixed_precision_dtype": mixed},
+                            "mixed_precision_dtype": {k: mixed_by_kind[k] for k in kinds}},
             "torch_threads": torch.get_num_threads(),
             "limit": args.eval_limit, "default_limit": default_limit if default_limit > 0 else None,
             "choice_shots": shots, "fewshot_seed": 0, "chat_template": not seq2seq and
@@ -236,15 +241,16 @@ def run(args: argparse.Namespace, log: Log = _stderr) -> dict:
         doc["settings"]["task_yaml"] = {k: p.read_text() for k, p in yamls.items()}
         task_manager = TaskManager(include_path=tmp, include_defaults=False)
         hf_args = {"pretrained": str(model_dir), "backend": "seq2seq" if seq2seq else "causal", "device": "cpu",
-                   "dtype": weights, "max_length": lmeval_max_length,
-                   **({"mixed_precision_dtype": mixed} if mixed else {})}
-        peers = {"same": HFLM(**hf_args, batch_size=args.eval_batch_size)}
-        if default_limit > 0:
-            peers["default"] = HFLM(**hf_args)  # lm-eval's default batch size
-        timers = {name: ScoringTimer(h) for name, h in peers.items()}
-        counters = {"retain": WorkCounter(lm.model),
-                    **{f"lmeval-{name}": WorkCounter(h.model) for name, h in peers.items()}}
+                   "dtype": weights, "max_length": lmeval_max_length}
+        retain_counter = WorkCounter(lm.model)  # hooks on retain's model: once, for every kind
         for kind in kinds:
+            kind_args = {**hf_args, **({"mixed_precision_dtype": mixed_by_kind[kind]} if mixed_by_kind[kind] else {})}
+            peers = {"same": HFLM(**kind_args, batch_size=args.eval_batch_size)}
+            if default_limit > 0:
+                peers["default"] = HFLM(**kind_args)  # lm-eval's default batch size
+            timers = {name: ScoringTimer(h) for name, h in peers.items()}
+            counters = {"retain": retain_counter,
+                        **{f"lmeval-{name}": WorkCounter(h.model) for name, h in peers.items()}}
             compared = Compared(kind, tasks[kind], examples[kind], prompts[kind], delimiter, goals[kind])
             doc["tasks"][kind] = _compare(compared, lm, peers, timers, counters, task_manager, args, default_limit,
                                           max_new_tokens, log)
@@ -267,7 +273,9 @@ def _notes(seq2seq: bool, lmeval_max_length, n_positions, max_new_tokens: int, s
         "lm-eval 'defaults' run: HFLM without batch_size (its default, 1); other settings as the equal-batch run",
         "generate task: until [] (lm-eval stops at the EOS text), do_sample false, max_gen_toks "
         f"{max_new_tokens}; lm-eval's output is compared after .strip() (retain strips its outputs)",
-        f"precision: lm-eval HFLM(dtype={weights!r}, mixed_precision_dtype={mixed!r}), retain's precision",
+        f"precision: lm-eval HFLM(dtype={weights!r}, mixed_precision_dtype={mixed!r}) for scoring, retain's "
+        "precision; for generation lm-eval runs in retain's generation precision (fp32 under auto: bf16 autocast "
+        "flips greedy answers)",
     ]
     if seq2seq:
         notes.append(f"lm-eval max_length set to {lmeval_max_length} (its default is the config's n_positions="

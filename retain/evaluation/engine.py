@@ -18,7 +18,8 @@ Results come back in the order of the requests. Batching does not change results
 rounding (tests check that batched equals unbatched).
 
 Models run in their `LoadedModel.precision`: on a CPU with native bf16, `dtype: auto` gives fp32
-weights under bf16 autocast (`retain.models.device`), entered once around all batches.
+weights under bf16 autocast for scoring, entered once around all batches, and fp32 for greedy
+generation (`retain.models.device.Precision.generation`).
 
 Few-shot prompts arrive as the task prompt plus its solved examples (`shots`), formatted by
 `retain.models.formatting.format_prompt`. A decoder-only input longer than the model's context
@@ -81,19 +82,23 @@ def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.
     return ids, mask
 
 
-def _precision(lm):
-    """Run `lm` in its precision: under bf16 autocast when it has one (`LoadedModel.autocast`).
+def _precision(lm, generation: bool = False):
+    """Run `lm` in its precision: under bf16 autocast when it has one (`LoadedModel.precision`).
 
+    `generation`: the precision greedy generation runs in (`Precision.generation`: fp32 under `auto`).
     Autocast caches each weight's bf16 copy for the whole region, but not under `inference_mode`
     (it then re-casts every weight at every forward pass, slower than fp32), so an autocast region
     runs under `no_grad` instead.
     """
-    if getattr(lm, "autocast", None) is None:
+    precision = getattr(lm, "precision", None)
+    if precision is not None and generation:
+        precision = precision.generation
+    if precision is None or precision.autocast is None:
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
     stack.enter_context(torch.inference_mode(False))
     stack.enter_context(torch.no_grad())
-    stack.enter_context(lm.autocast_context())
+    stack.enter_context(precision.context(lm.device))
     return stack
 
 
@@ -174,7 +179,7 @@ def generate(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, batch
     config = _greedy_config(lm, max_new_tokens)
     out: list[str] = [""] * len(texts)
     # One autocast region for all batches: its cache casts each weight to bf16 once, not every step.
-    with _precision(lm):
+    with _precision(lm, generation=True):
         for batch in _batches(order, batch_size):
             ids, mask = _pad([encoded[i] for i in batch], tok.pad_token_id, left=not lm.is_seq2seq)
             ids, mask = ids.to(lm.device), mask.to(lm.device)

@@ -140,17 +140,21 @@ class TaskResult:
                 "seconds": round(self.seconds, 3), "examples": examples}
 
 
-def _settings_key(lm: LoadedModel, settings: EvalSettings) -> dict:
+def _settings_key(lm: LoadedModel, settings: EvalSettings, kind: str) -> dict:
     key = {"dtype": str(lm.dtype), "device": lm.device.type, "chat": settings.chat}
-    autocast = getattr(lm, "autocast", None)
-    if autocast is not None:  # absent without autocast: plain-dtype keys are those from before autocast
-        key["autocast"] = str(autocast)
+    precision = lm.precision.generation if kind == "generate" else lm.precision
+    if precision.autocast is not None:  # absent without autocast: plain-dtype keys are those from before autocast
+        key["autocast"] = str(precision.autocast)
     return key
 
 
 def cache_key(lm: LoadedModel, task: Task, settings: EvalSettings) -> str:
-    """The evaluation cache key of `task` under `settings` for `lm`."""
-    return EvalCache.key(lm.fingerprint, task_key(task, settings), _settings_key(lm, settings))
+    """The evaluation cache key of `task` under `settings` for `lm`.
+
+    The precision in the key is the one the task's request kind ran in: a generation task under
+    `auto` on a bf16 CPU ran in fp32 and shares its entry with `float32`.
+    """
+    return EvalCache.key(lm.fingerprint, task_key(task, settings), _settings_key(lm, settings, task.kind))
 
 
 def _shots(examples: list[Example]) -> list[list[tuple[str, str]]] | None:

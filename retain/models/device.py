@@ -9,8 +9,9 @@ cpuinfo, or `/proc/cpuinfo` on torch builds without it); it never guesses from a
 `Precision` is what a model runs in: its weights' dtype and, optionally, an autocast dtype
 (weights stay fp32 and matmuls run in bf16: `torch.autocast`). Evaluation on a CPU with fast bf16
 uses fp32 weights with bf16 autocast rather than bf16 weights, because autocast keeps the residual
-stream, norms and softmax in fp32 and rounds only the matmul inputs, so greedy predictions stay
-closest to fp32 (`bench/precision_check.py` measures both).
+stream, norms and softmax in fp32 and rounds only the matmul inputs, so scores stay closest to fp32;
+greedy generation stays in fp32 under `auto`, because even autocast flips too many greedy answers
+(`bench/precision_check.py` measures both forms).
 """
 
 from __future__ import annotations
@@ -88,10 +89,21 @@ class Precision:
     Attributes:
         weights: dtype the weights are loaded in.
         autocast: None, or the dtype `torch.autocast` runs matmuls in (weights stay `weights`).
+        autocast_generation: whether greedy generation runs under that autocast too. `auto` on a CPU
+            turns it off: one bf16 rounding that flips a near-tied token changes the rest of a greedy
+            answer, and on SmolLM2-135M-Instruct only 32-72% of answers per task matched fp32 under
+            bf16 autocast (bench/results/precision_check.json), against the 95% a user comparing
+            with an fp32 run would expect. Log-likelihood scoring and training keep bf16.
     """
 
     weights: torch.dtype
     autocast: torch.dtype | None = None
+    autocast_generation: bool = True
+
+    @property
+    def generation(self) -> "Precision":
+        """The precision greedy generation runs in: this one, or its weights without autocast."""
+        return self if self.autocast is None or self.autocast_generation else Precision(self.weights)
 
     @property
     def name(self) -> str:
@@ -113,4 +125,5 @@ def _short(dtype: torch.dtype) -> str:
 
 
 FP32 = Precision(torch.float32)
-BF16_AUTOCAST = Precision(torch.float32, torch.bfloat16)
+BF16_AUTOCAST = Precision(torch.float32, torch.bfloat16)  # everything under bf16 autocast (`bf16-autocast`)
+BF16_SCORING = Precision(torch.float32, torch.bfloat16, autocast_generation=False)  # `auto` on a bf16 CPU

@@ -19,7 +19,7 @@ import torch
 
 from retain.errors import UserError, one_line
 from retain.models.fingerprint import PICKLE_SUFFIXES, fingerprint_model, fingerprint_path, has_tokenizer_files
-from retain.models.device import BF16_AUTOCAST, FP32, Precision, fast_bf16
+from retain.models.device import BF16_AUTOCAST, BF16_SCORING, FP32, Precision, fast_bf16
 from retain.models.memory import check_model_fits
 from retain.models.sources import resolve_model
 
@@ -47,6 +47,7 @@ class LoadedModel:
         source_dir: the local folder the weights came from (None for in-memory models).
         autocast: None, or the dtype matmuls run in under `torch.autocast` (weights stay as loaded);
             the evaluation engine enters `autocast_context()` around every forward pass.
+        autocast_generation: whether greedy generation runs under `autocast` too (see `Precision`).
     """
 
     model: torch.nn.Module
@@ -58,6 +59,7 @@ class LoadedModel:
     source_dir: str | None = None
     extra: dict = field(default_factory=dict)
     autocast: torch.dtype | None = None
+    autocast_generation: bool = True
 
     @property
     def device(self) -> torch.device:
@@ -69,7 +71,7 @@ class LoadedModel:
 
     @property
     def precision(self) -> Precision:
-        return Precision(self.dtype, self.autocast)
+        return Precision(self.dtype, self.autocast, self.autocast_generation)
 
     def autocast_context(self):
         """Run forward passes in this model's precision (bf16 autocast, or nothing)."""
@@ -79,7 +81,7 @@ class LoadedModel:
         return {"name": self.name, "fingerprint": self.fingerprint, "adapter": self.adapter,
                 "architecture": "seq2seq" if self.is_seq2seq else "causal",
                 "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
-                "precision": self.precision.name,
+                "precision": self.precision.name, "generation_precision": self.precision.generation.name,
                 **({"source": self.extra["source"]} if self.extra.get("source") else {})}
 
 
@@ -101,9 +103,10 @@ def pick_precision(dtype: str, device: torch.device) -> Precision:
     """Weights dtype and autocast for an evaluation `dtype` setting on `device`.
 
     `auto`: bf16 weights on GPUs that support bf16; on a CPU with native bf16 (`cpu_has_fast_bf16`),
-    fp32 weights with bf16 autocast (closer to fp32 than bf16 weights, see `retain.models.device`);
-    fp32 elsewhere. `bf16-autocast` asks for the CPU choice anywhere; the other names load weights in
-    that dtype without autocast (`float32` opts out of bf16).
+    fp32 weights with bf16 autocast for log-likelihood scoring (closer to fp32 than bf16 weights, see
+    `retain.models.device`) and fp32 for greedy generation (`BF16_SCORING`); fp32 elsewhere.
+    `bf16-autocast` runs everything, generation included, under bf16 autocast, on any device; the
+    other names load weights in that dtype without autocast (`float32` opts out of bf16).
 
     Raises:
         UserError: an unknown dtype name.
@@ -111,7 +114,7 @@ def pick_precision(dtype: str, device: torch.device) -> Precision:
     if dtype == "auto":
         if not fast_bf16(device):
             return FP32
-        return Precision(torch.bfloat16) if device.type == "cuda" else BF16_AUTOCAST
+        return Precision(torch.bfloat16) if device.type == "cuda" else BF16_SCORING
     if dtype in AUTOCAST_NAMES:
         return BF16_AUTOCAST
     if dtype not in DTYPES:
@@ -271,7 +274,7 @@ def load_model(
     fp = _fingerprint(model, tokenizer, source_dir, adapter_dir)
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, is_seq2seq=seq2seq, fingerprint=fp,
                        adapter=adapter, source_dir=source_dir, extra={"source": source.origin} if source.origin else {},
-                       autocast=precision.autocast)
+                       autocast=precision.autocast, autocast_generation=precision.autocast_generation)
 
 
 def _adapter_dir(adapter: str, allow_pickle: bool) -> Path:
@@ -387,7 +390,8 @@ class LazyModel:
             return self._loaded.describe()
         return {"name": self.name, "fingerprint": self.fingerprint, "adapter": self.adapter,
                 "architecture": "seq2seq" if self._seq2seq else "causal", "device": str(self._device), "dtype": str(self.dtype).replace("torch.", ""),
-                "precision": self._precision.name, **({"source": self._origin} if self._origin else {})}
+                "precision": self._precision.name, "generation_precision": self._precision.generation.name,
+                **({"source": self._origin} if self._origin else {})}
 
 
 def wrap_model(model, tokenizer, name: str = "in-memory") -> LoadedModel:

@@ -13,6 +13,7 @@ import torch
 from retain.evaluation import engine
 from retain.evaluation.cache import EvalCache
 from retain.evaluation.runner import EvalSettings, cache_key, evaluate, evaluate_task, task_key
+from retain.models.device import FP32
 from retain.models.formatting import format_prompt
 from retain.models.loading import load_model
 from retain.tasks import get_task
@@ -26,7 +27,8 @@ SHOTS = [("Review: good.\nIs this review positive or negative?", "positive"),
 # EvalCache key of toy-sentiment (test, first 5) for a float32 CPU model with this fingerprint, as computed
 # before few-shot prompts existed: zero-shot keys must not change, or every existing cache goes stale.
 ZERO_SHOT_KEY = "7f95b7d6a4f118ba8f63d69d0bdaf147feeee5941be0254b1b25cfc9c1ea3d70"
-FAKE_LM = SimpleNamespace(fingerprint="0123456789abcdef", dtype=torch.float32, device=torch.device("cpu"))
+FAKE_LM = SimpleNamespace(fingerprint="0123456789abcdef", dtype=torch.float32, device=torch.device("cpu"),
+                          precision=FP32)
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ import torch
 from retain.evaluation import engine
 from retain.evaluation.runner import EvalSettings, cache_key
 from retain.models import device as dev
-from retain.models.device import BF16_AUTOCAST, FP32, Precision
+from retain.models.device import BF16_AUTOCAST, BF16_SCORING, FP32, Precision
 from retain.models.loading import LazyModel, load_model, pick_dtype, pick_precision
 from retain.tasks import get_task
 
@@ -49,7 +49,7 @@ def test_cpu_flags_are_read():
 
 def test_auto_picks_autocast_only_where_bf16_is_fast(monkeypatch):
     monkeypatch.setenv(dev.ENV, "1")
-    assert pick_precision("auto", CPU) == BF16_AUTOCAST
+    assert pick_precision("auto", CPU) == BF16_SCORING and BF16_SCORING.generation == FP32
     assert pick_dtype("auto", CPU) == torch.float32  # weights stay fp32
     assert pick_precision("float32", CPU) == FP32  # the opt-out
     assert pick_precision("bfloat16", CPU) == Precision(torch.bfloat16)
@@ -71,24 +71,41 @@ def test_training_auto_precision(monkeypatch):
     assert mixed_precision(TrainSettings(), CPU, is_seq2seq=False) == "fp32"
 
 
+def _linear_outputs(lm, run):
+    """(output dtype, inference mode) of the first Linear layer's calls while `run()` runs."""
+    seen = []
+    hook = next(m for m in lm.model.modules() if isinstance(m, torch.nn.Linear)).register_forward_hook(
+        lambda mod, args, out: seen.append((out.dtype, torch.is_inference_mode_enabled())))
+    try:
+        result = run()
+    finally:
+        hook.remove()
+    return result, set(seen)
+
+
 @pytest.mark.parametrize("arch", ["llama", "t5"])
 def test_engine_runs_under_autocast(arch, monkeypatch, tiny_llama_dir, tiny_t5_dir):
     folder = str(tiny_llama_dir if arch == "llama" else tiny_t5_dir)
     monkeypatch.setenv(dev.ENV, "1")
     lm = load_model(folder, device="cpu")
     assert lm.autocast == torch.bfloat16 and lm.dtype == torch.float32
-    assert lm.describe()["precision"] == "bf16-autocast" and lm.describe()["dtype"] == "float32"
-    seen = []
-    hook = next(m for m in lm.model.modules() if isinstance(m, torch.nn.Linear)).register_forward_hook(
-        lambda mod, args, out: seen.append((out.dtype, torch.is_inference_mode_enabled())))
-    try:
-        out = engine.generate(lm, ["Find the named entities: Ann lives in Rome."], max_new_tokens=4)
-        values = engine.loglikelihood(lm, [("Sentiment: great", "positive"), ("Sentiment: bad", "negative")])
-    finally:
-        hook.remove()
+    described = lm.describe()
+    assert described["precision"] == "bf16-autocast" and described["dtype"] == "float32"
+    assert described["generation_precision"] == "float32"
+    prompt = ["Find the named entities: Ann lives in Rome."]
+    out, seen_generate = _linear_outputs(lm, lambda: engine.generate(lm, prompt, max_new_tokens=4))
+    values, seen = _linear_outputs(lm, lambda: engine.loglikelihood(
+        lm, [("Sentiment: great", "positive"), ("Sentiment: bad", "negative")]))
     assert len(out) == 1 and len(values) == 2 and all(v < 0 for v in values)
-    # Matmuls ran in bf16, outside inference_mode (where autocast would re-cast every weight every pass).
-    assert seen and set(seen) == {(torch.bfloat16, False)}
+    # Scoring matmuls ran in bf16, outside inference_mode (where autocast would re-cast every weight
+    # every pass); greedy generation ran in fp32 under `auto`.
+    assert seen == {(torch.bfloat16, False)}
+    assert {dtype for dtype, _ in seen_generate} == {torch.float32}
+
+    forced = load_model(folder, device="cpu", dtype="bf16-autocast")  # generation under autocast too
+    assert forced.describe()["generation_precision"] == "bf16-autocast"
+    _, seen_forced = _linear_outputs(forced, lambda: engine.generate(forced, prompt, max_new_tokens=4))
+    assert seen_forced == {(torch.bfloat16, False)}
 
     monkeypatch.setenv(dev.ENV, "0")
     ref = load_model(folder, device="cpu")
@@ -103,12 +120,18 @@ def test_cache_key_tells_autocast_from_fp32(monkeypatch, tiny_llama_dir):
     monkeypatch.setenv(dev.ENV, "1")
     auto = LazyModel(str(tiny_llama_dir), device="cpu")
     forced = LazyModel(str(tiny_llama_dir), device="cpu", dtype="float32")
-    assert auto.precision == BF16_AUTOCAST and not auto.loaded and auto.describe()["precision"] == "bf16-autocast"
+    assert auto.precision == BF16_SCORING and not auto.loaded and auto.describe()["precision"] == "bf16-autocast"
     monkeypatch.setenv(dev.ENV, "0")
     plain = LazyModel(str(tiny_llama_dir), device="cpu")
     assert cache_key(forced, task, settings) == cache_key(plain, task, settings)  # fp32 keys as before
     assert cache_key(auto, task, settings) != cache_key(plain, task, settings)
     assert auto.dtype == plain.dtype == torch.float32  # only autocast tells them apart
+    # A generation task under `auto` ran in fp32: it shares fp32's entry, unlike `bf16-autocast`.
+    generated = get_task("toy-ner")
+    monkeypatch.setenv(dev.ENV, "1")
+    everywhere = LazyModel(str(tiny_llama_dir), device="cpu", dtype="bf16-autocast")
+    assert cache_key(auto, generated, settings) == cache_key(plain, generated, settings)
+    assert cache_key(everywhere, generated, settings) != cache_key(plain, generated, settings)
 
 
 def test_training_records_bf16(monkeypatch, tiny_llama_dir, tmp_path):
@@ -124,8 +147,7 @@ def test_training_records_bf16(monkeypatch, tiny_llama_dir, tmp_path):
 
 
 def test_choice_scoring_runs_the_head_in_fp32(monkeypatch, tiny_llama_dir):
-    monkeypatch.setenv(dev.ENV, "1")
-    lm = load_model(str(tiny_llama_dir), device="cpu")
+    lm = load_model(str(tiny_llama_dir), device="cpu", dtype="bf16-autocast")  # generation under autocast too
     head = lm.model.get_output_embeddings()
     seen = []
     hook = head.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
