@@ -69,6 +69,7 @@ def check_eval(limit: int, batch_size: int, families: list[str], precisions: lis
             print(f"{family:14s} {precision:14s} {runs[family][precision]['value']:.4f} "
                   f"{runs[family][precision]['seconds']:.0f}s", flush=True)
         del lm
+    commit = machine_info()["git_commit"]  # rows kept from earlier runs keep their own
     out = {}
     for family, by_precision in runs.items():
         ref = by_precision["float32"]
@@ -77,7 +78,7 @@ def check_eval(limit: int, batch_size: int, families: list[str], precisions: lis
         for precision, run in by_precision.items():
             same = sum(a == b for a, b in zip(run["predictions"], ref["predictions"]))
             item = {"value": run["value"], "agreement_with_fp32": same / len(ref["predictions"]),
-                    "seconds": run["seconds"],
+                    "seconds": run["seconds"], "git_commit": commit,
                     "differing": [{"fp32": b, precision: a} for a, b in zip(run["predictions"], ref["predictions"])
                                   if a != b][:5]}
             if run["logprobs"] is not None:
