@@ -52,14 +52,25 @@ def choice_agreement(task, examples, prompts: list[str], delimiter: str, retain_
         "correct_lmeval": int(sum(peer["acc"])),
         "identical_accuracy": acc_retain == acc_peer,
         "chosen_option_mismatches": len(mismatches),
+        # lm-eval under autocast computes its LM head in bf16: near options can come out exactly equal, and
+        # it then picks the first; retain's head runs in fp32 (retain.models.heads.Fp32Head).
+        "mismatches_lmeval_exact_ties": sum(len(set(peer["logprobs"][i])) < len(peer["logprobs"][i])
+                                            for i in mismatches),
         "first_mismatch": None if not mismatches else {
             "id": exs[mismatches[0]].id, "retain_logprobs": r_lp[mismatches[0]],
             "lmeval_logprobs": peer["logprobs"][mismatches[0]],
-            "reason": "the two options' log-likelihoods are within float rounding of each other (different "
-                      "batch composition and padding, bf16 matmuls)"},
+            "reason": _mismatch_reason(peer["logprobs"][mismatches[0]])},
         "max_abs_logprob_diff": float(f"{max(diffs):.3g}") if diffs else None,
         "max_abs_margin_diff": float(f"{max(margins):.3g}") if margins else None,
     }
+
+
+def _mismatch_reason(peer_logprobs: list[float]) -> str:
+    if len(set(peer_logprobs)) < len(peer_logprobs):
+        return ("lm-eval's options tie exactly (its LM head runs in bf16 under autocast, which quantises the "
+                "logits; it then picks the first option); retain's head runs in fp32 and separates them")
+    return ("the two options' log-likelihoods are within float rounding of each other (different batch "
+            "composition and padding, bf16 matmuls)")
 
 
 def _accuracy(task, predictions, refs) -> float:
