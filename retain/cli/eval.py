@@ -25,7 +25,7 @@ def eval_command(
     limit: Optional[int] = typer.Option(None, help="Evaluate the first N examples of each task."),
     batch_size: int = typer.Option(16, help="Prompts per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16, float16 or bf16-autocast."),
     chat: str = typer.Option("auto", help="Chat template for decoder-only chat models: auto, on, off."),
     fewshot: Optional[int] = typer.Option(
         None, help="Solved examples in each prompt, drawn from the task's train split (else validation), "

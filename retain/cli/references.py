@@ -1,0 +1,57 @@
+"""`retain references`: write a task file whose references are a model's own greedy answers (a probe)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from retain.cli import app, quiet_libraries
+from retain.models.sources import MODEL_HELP
+
+
+@app.command("references")
+def references_command(
+    model: str = typer.Option(..., "--model", "-m", help=f"Model whose answers become the references: {MODEL_HELP}."),
+    task: str = typer.Option(..., "--task", "-t", help="instructions:PATH or summarization:PATH: the prompts."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write SPLIT.jsonl and SOURCE.json into."),
+    split: str = typer.Option("test", help="Which split's prompts (held out from training)."),
+    limit: Optional[int] = typer.Option(None, help="The first N examples of the split."),
+    batch_size: int = typer.Option(16, help="Prompts per forward pass."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16, float16 or bf16-autocast."),
+    chat: str = typer.Option("auto", help="Chat template for decoder-only chat models: auto, on, off."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Evaluation cache folder (default ~/.cache/retain/eval)."),
+) -> None:
+    """Answer a task's prompts with MODEL and write them as a task whose references are those answers.
+
+    Protect the result (`instructions:OUT`) in a study to see whether a fine-tuned model still answers
+    as the base did: the base scores itself, a model that changed its behaviour drifts away.
+    """
+    quiet_libraries()
+    from retain.evaluation.cache import EvalCache
+    from retain.evaluation.references import reference_field, self_references, write_self_references
+    from retain.evaluation.runner import EvalSettings, eval_examples
+    from retain.models.loading import LazyModel
+    from retain.tasks import get_task
+
+    if out.exists() and not out.is_dir():
+        from retain.errors import UserError
+
+        raise UserError("--out: is a file, not a folder", out)
+    settings = EvalSettings(split=split, limit=limit, batch_size=batch_size, chat=chat, fewshot=0)
+    t = get_task(task)
+    reference_field(t)
+    eval_examples(t, settings)  # reads the data before the model loads
+    lm = LazyModel(model, device=device, dtype=dtype)
+    records, dropped = self_references(lm, t, settings, EvalCache(cache_dir))
+    source = {"model": model, "fingerprint": lm.fingerprint, "model_info": lm.describe(), "task": t.name,
+              "split": split, "limit": limit, "chat": chat, "examples": len(records), "left_out_empty": dropped,
+              "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    data = write_self_references(out, split, records, source)
+    note = f" ({len(dropped)} empty answers left out)" if dropped else ""
+    Console().print(f"wrote {data}: {len(records)} references by {model}{note}; "
+                    f"use it as {t.family}:{out}", markup=False)

@@ -1,0 +1,58 @@
+"""`retain references`: a task file whose references are the model's own greedy answers (a behaviour probe)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli.test_console_script import one_error_line, retain
+
+RECORDS = [
+    {"id": f"i{i}", "instruction": f"Write a short note about item {i}.", "input": "" if i % 2 else f"Item {i} is red.",
+     "output": f"Item {i} is a thing."}
+    for i in range(6)
+]
+
+
+def _data(tmp_path):
+    folder = tmp_path / "instructions"
+    folder.mkdir()
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    return folder
+
+
+def test_references_are_the_models_answers_and_the_model_scores_itself_perfectly(tmp_path, tiny_llama_dir):
+    data, probe, cache = _data(tmp_path), tmp_path / "probe", tmp_path / "cache"
+    res = retain("references", "-m", tiny_llama_dir, "-t", f"instructions:{data}", "--out", probe,
+                 "--cache-dir", cache, "--dtype", "float32")
+    assert res.returncode == 0, res.stderr
+    written = [json.loads(line) for line in (probe / "test.jsonl").read_text().splitlines()]
+    source = json.loads((probe / "SOURCE.json").read_text())
+    assert source["examples"] == len(written) and source["split"] == "test"
+
+    # The same model evaluated on the original task: its predictions are exactly the written references.
+    res = retain("eval", "-m", tiny_llama_dir, "-t", f"instructions:{data}", "--out", tmp_path / "orig.json",
+                 "--no-cache", "--dtype", "float32")
+    assert res.returncode == 0, res.stderr
+    examples = json.loads((tmp_path / "orig.json").read_text())["tasks"][f"instructions:{data}"]["examples"]
+    predicted = {e["id"]: e["prediction"] for e in examples}
+    originals = {r["id"]: r for r in RECORDS}
+    assert written and {r["id"] for r in written} | set(source["left_out_empty"]) == set(originals)
+    for record in written:
+        assert record["output"] == predicted[record["id"]] != originals[record["id"]]["output"]
+        assert record["instruction"] == originals[record["id"]]["instruction"]  # same prompt
+        assert record["input"] == originals[record["id"]]["input"]
+    assert all(not predicted[i].strip() for i in source["left_out_empty"])
+
+    # Against its own answers the model scores ROUGE 1.0: the probe measures drift from the base.
+    res = retain("eval", "-m", tiny_llama_dir, "-t", f"instructions:{probe}", "--out", tmp_path / "self.json",
+                 "--no-cache", "--dtype", "float32")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((tmp_path / "self.json").read_text())["tasks"][f"instructions:{probe}"]
+    assert doc["metrics"][doc["primary"]]["value"] == 1.0
+
+
+def test_references_refuse_a_task_without_one_text_reference(tmp_path):
+    out = tmp_path / "probe"
+    line = one_error_line(retain("references", "-m", "./no-model", "-t", "toy-sentiment", "--out", out))
+    assert "instructions:PATH" in line and "toy-sentiment" in line
+    assert not out.exists()
