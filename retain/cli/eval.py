@@ -12,6 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from retain.cli import app, quiet_libraries
+from retain.cli.options import (batch_size_option, chat_option, device_option, dtype_option, limit_option,
+                                split_option)
 from retain.models.sources import MODEL_HELP
 
 
@@ -21,12 +23,12 @@ def eval_command(
     task: List[str] = typer.Option(..., "--task", "-t", help="Task: a name, FAMILY:PATH or a task .yaml; repeatable."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the results JSON."),
     adapter: Optional[str] = typer.Option(None, help="PEFT adapter folder to load on top of the model."),
-    split: str = typer.Option("test", help="Which split of each task."),
-    limit: Optional[int] = typer.Option(None, help="Evaluate the first N examples of each task."),
-    batch_size: int = typer.Option(16, help="Prompts per forward pass."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    dtype: str = typer.Option("auto", help="auto, float32, bfloat16, float16 or bf16-autocast."),
-    chat: str = typer.Option("auto", help="Chat template for decoder-only chat models: auto, on, off."),
+    split: str = split_option(),
+    limit: Optional[int] = limit_option(),
+    batch_size: int = batch_size_option(),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    chat: str = chat_option(),
     fewshot: Optional[int] = typer.Option(
         None, help="Solved examples in each prompt, drawn from the task's train split (else validation), "
                    "never from the evaluated one. Default: each task's own (0 unless its YAML says)."),

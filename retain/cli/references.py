@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 
 from retain.cli import app, quiet_libraries
+from retain.cli.options import (batch_size_option, chat_option, device_option, dtype_option, limit_option,
+                                split_option)
 from retain.models.sources import MODEL_HELP
 
 
@@ -18,12 +20,12 @@ def references_command(
     model: str = typer.Option(..., "--model", "-m", help=f"Model whose answers become the references: {MODEL_HELP}."),
     task: str = typer.Option(..., "--task", "-t", help="instructions:PATH or summarization:PATH: the prompts."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write SPLIT.jsonl and SOURCE.json into."),
-    split: str = typer.Option("test", help="Which split's prompts (held out from training)."),
-    limit: Optional[int] = typer.Option(None, help="The first N examples of the split."),
-    batch_size: int = typer.Option(16, help="Prompts per forward pass."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    dtype: str = typer.Option("auto", help="auto, float32, bfloat16, float16 or bf16-autocast."),
-    chat: str = typer.Option("auto", help="Chat template for decoder-only chat models: auto, on, off."),
+    split: str = split_option(),
+    limit: Optional[int] = limit_option(),
+    batch_size: int = batch_size_option(),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    chat: str = chat_option(),
     cache_dir: Optional[Path] = typer.Option(None, help="Evaluation cache folder (default ~/.cache/retain/eval)."),
 ) -> None:
     """Answer a task's prompts with MODEL and write them as a task whose references are those answers.
