@@ -12,6 +12,7 @@ from rich.console import Console
 from retain.cli import app, quiet_libraries
 from retain.cli.options import (batch_size_option, chat_option, device_option, dtype_option, limit_option,
                                 split_option)
+from retain.errors import UserError
 from retain.models.sources import MODEL_HELP
 
 
@@ -41,8 +42,6 @@ def references_command(
     from retain.tasks import get_task
 
     if out.exists() and not out.is_dir():
-        from retain.errors import UserError
-
         raise UserError("--out: is a file, not a folder", out)
     settings = EvalSettings(split=split, limit=limit, batch_size=batch_size, chat=chat, fewshot=0)
     t = get_task(task)
