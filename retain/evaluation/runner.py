@@ -186,10 +186,33 @@ def _run_engine(lm: LoadedModel, task: Task, examples: list[Example], settings: 
         preds = [ex.choices[max(range(len(lp)), key=lp.__getitem__)] for ex, lp in zip(examples, logprobs)]
         # An example counts once however many of its options were cut.
         return {"predictions": preds, "choice_logprobs": logprobs, "truncated": len({owners[i] for i in truncated})}
-    preds = engine.generate(lm, [ex.prompt for ex in examples], task.max_new_tokens,
-                            batch_size=settings.batch_size, chat=settings.chat, progress=progress,
-                            shots=shots, truncated=truncated)
-    return {"predictions": preds, "truncated": len(truncated)}
+    return _generate_once(lm, task.max_new_tokens, examples, shots, settings, progress)
+
+
+def _generate_once(lm: LoadedModel, max_new_tokens: int, examples: list[Example], shots, settings: EvalSettings,
+                   progress) -> dict:
+    """Greedy answers for `examples`, generating only prompts these weights have not answered yet.
+
+    Greedy decoding is a function of the weights, the precision, the formatted prompt and the length
+    limit, so an answer is remembered on the `LoadedModel` (`lm.generations`) and reused by any task
+    that asks the same: a chat-behaviour probe built from a task's prompts costs no generation.
+    """
+    memo = lm.generations
+    keys = [(lm.precision.generation.name, settings.chat, max_new_tokens, ex.prompt,
+             tuple(shots[i]) if shots else ()) for i, ex in enumerate(examples)]
+    todo = [i for i, key in enumerate(keys) if key not in memo]
+    if progress and len(todo) < len(keys):
+        progress(len(keys) - len(todo))
+    if todo:
+        cut: list[int] = []
+        preds = engine.generate(lm, [examples[i].prompt for i in todo], max_new_tokens,
+                                batch_size=settings.batch_size, chat=settings.chat, progress=progress,
+                                shots=[shots[i] for i in todo] if shots else None, truncated=cut)
+        cut_rows = {todo[j] for j in cut}
+        for i, pred in zip(todo, preds):
+            memo[keys[i]] = (pred, i in cut_rows)
+    answers = [memo[key] for key in keys]
+    return {"predictions": [pred for pred, _ in answers], "truncated": sum(was_cut for _, was_cut in answers)}
 
 
 def evaluate_task(lm: LoadedModel, task: Task, settings: EvalSettings = EvalSettings(),

@@ -48,6 +48,9 @@ class LoadedModel:
         autocast: None, or the dtype matmuls run in under `torch.autocast` (weights stay as loaded);
             the evaluation engine enters `autocast_context()` around every forward pass.
         autocast_generation: whether greedy generation runs under `autocast` too (see `Precision`).
+        generations: greedy answers already produced by these weights, by (precision, settings, prompt);
+            two tasks with the same prompts (a task and a probe of it) generate once. Weights must not
+            change while this object is in use: a trained model gets a new `LoadedModel`.
     """
 
     model: torch.nn.Module
@@ -60,6 +63,7 @@ class LoadedModel:
     extra: dict = field(default_factory=dict)
     autocast: torch.dtype | None = None
     autocast_generation: bool = True
+    generations: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
