@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.retain-installed
 
-.PHONY: test demo setup bench compare real-study clean test-cli-range
+.PHONY: test demo setup bench compare real-study real-model-study clean test-cli-range
 
 setup: $(STAMP)
 
@@ -45,6 +45,11 @@ compare: $(STAMP)
 # The real-data study: base pre-training + study + report to docs/benchmarks (under an hour on 2 cores).
 real-study: $(STAMP)
 	$(PY) bench/real_study/run.py
+
+# The real-model study (issue 12): SmolLM2-135M-Instruct fine-tuned on DialogSum, report to
+# docs/benchmarks/real-model (about 90 minutes on 2 cores; resumable).
+real-model-study: $(STAMP)
+	$(PY) bench/real_model/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

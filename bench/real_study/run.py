@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,10 +34,10 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from common import machine_info  # noqa: E402
 
 from real_study.base import RECORD, build_base  # noqa: E402
+from studies import agreement, print_agreement, publish  # noqa: E402
 
 CONFIG = HERE / "study.yaml"
 PUBLISH = REPO / "docs" / "benchmarks" / "real-study"
-PUBLISHED_SUFFIXES = (".md", ".png", ".svg", ".json")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,42 +52,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="a published results.json: report whether this run's changes agree within noise "
                         "(implies --no-publish)")
     return p.parse_args(argv)
-
-
-def agreement(old: dict, new: dict) -> list[dict]:
-    """Per run and task: committed and rerun change against the base, and whether they agree within noise."""
-    rows = []
-    old_runs = {r["name"]: r for r in old["runs"] if r.get("status") == "done"}
-    for run in new["runs"]:
-        if run.get("status") != "done" or run["name"] not in old_runs:
-            continue
-        for task, c in run["change"].items():
-            o = old_runs[run["name"]]["change"].get(task)
-            if o is None:
-                continue
-            half = lambda ch: (ch["ci95"][1] - ch["ci95"][0]) / 2  # noqa: E731
-            tolerance = (half(o) ** 2 + half(c) ** 2) ** 0.5 + 1e-9
-            rows.append({"run": run["name"], "task": task, "committed": round(o["delta"], 4),
-                         "rerun": round(c["delta"], 4), "tolerance": round(tolerance, 4),
-                         "agrees": abs(o["delta"] - c["delta"]) <= tolerance})
-    return rows
-
-
-def publish(study_out: Path, timings: dict) -> None:
-    from retain.io import atomic_write_json
-
-    tmp = PUBLISH.with_name(PUBLISH.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in sorted(study_out.iterdir()):
-        if f.is_file() and f.suffix in PUBLISHED_SUFFIXES and f.name != "report.html":
-            shutil.copy(f, tmp / f.name)
-    plots = study_out / "plots"
-    if plots.is_dir():
-        shutil.copytree(plots, tmp / "plots")
-    atomic_write_json(tmp / "timings.json", timings)
-    shutil.rmtree(PUBLISH, ignore_errors=True)
-    tmp.rename(PUBLISH)
 
 
 def main(argv=None) -> None:
@@ -124,15 +87,10 @@ def main(argv=None) -> None:
     print_summary(doc, study_out, console)
     if args.compare_to is not None:
         rows = agreement(read_json(args.compare_to), doc)
-        for r in rows:
-            mark = "ok " if r["agrees"] else "DIFF"
-            console.print(f"{mark} {r['run']:<28} {r['task']:<45} committed {r['committed']:+.3f} "
-                          f"rerun {r['rerun']:+.3f} (tolerance {r['tolerance']:.3f})")
-        agree = sum(r["agrees"] for r in rows)
-        console.print(f"{agree}/{len(rows)} changes agree with {args.compare_to} within noise")
+        print_agreement(rows, args.compare_to, console)
         atomic_write_json(args.out / "agreement.json", {"compared_to": str(args.compare_to), "rows": rows})
     elif not args.no_publish:
-        publish(study_out, timings)
+        publish(study_out, timings, PUBLISH)
         console.print(f"published to {PUBLISH}")
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.real_study.run import CONFIG, agreement
+from bench.real_study.run import CONFIG
+from bench.studies import agreement
 from tests.conftest import DATA, needs_data
 
 

@@ -1,0 +1,107 @@
+"""The real-model study, end to end: the chat-behaviour probe, the study, the published report.
+
+    .venv/bin/python bench/real_model/run.py                 # probe + study + report (make real-model-study)
+    .venv/bin/python bench/real_model/run.py --compare-to docs/benchmarks/real-model/results.json
+
+Stages, each resumable after an interruption (a finished stage or run is not redone):
+
+1. `probe`: `retain references` answers the first 160 held-out Self-Instruct prompts with the base
+   (SmolLM2-135M-Instruct, in the study's evaluation precision) and writes them as the task
+   `instructions:bench/real_model/out/chat-probe`: does a tuned model still answer as the base did?
+2. `study`: `retain study bench/real_model/study.yaml` (`OUT/study`).
+3. `publish`: the report (markdown, plots), `results.json` and the stage timings go to
+   `docs/benchmarks/real-model/` (no weights).
+
+`--compare-to docs/benchmarks/real-model/results.json` checks a rerun against the committed report
+(every run and task's change against the base within the combined 95% CI half-widths).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+from common import machine_info  # noqa: E402
+from studies import agreement, print_agreement, publish  # noqa: E402
+
+CONFIG = HERE / "study.yaml"
+PUBLISH = REPO / "docs" / "benchmarks" / "real-model"
+PROBE = "bench/real_model/out/chat-probe"  # as the config names it, relative to the repository root
+PROBE_PROMPTS = 160  # a few more than the 150 evaluated: answers left empty by the base are left out
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--out", type=Path, default=HERE / "out", help="where the probe and the study go")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    p.add_argument("--no-publish", action="store_true", help="leave docs/benchmarks alone")
+    p.add_argument("--compare-to", type=Path, default=None,
+                   help="a published results.json: report whether this run's changes agree within noise "
+                        "(implies --no-publish)")
+    return p.parse_args(argv)
+
+
+def make_probe(config, data_dir: Path, threads: int) -> float:
+    """Write the chat-behaviour probe with the installed `retain` command; seconds taken (0 if it exists)."""
+    probe = REPO / PROBE
+    if (probe / "test.jsonl").is_file() and (probe / "SOURCE.json").is_file():
+        return 0.0
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", "retain", "references", "--model", config.model,
+           "--task", f"instructions:{data_dir / 'instructions'}", "--split", "test",
+           "--limit", str(PROBE_PROMPTS), "--batch-size", str(config.eval.batch_size),
+           "--dtype", config.dtype, "--device", config.device, "--out", str(probe)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    subprocess.run(cmd, check=True, cwd=REPO, env=env)
+    return round(time.perf_counter() - start, 1)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if not args.data_dir.is_dir():
+        sys.exit(f"error: {args.data_dir}: no task data folder (give --data-dir)")
+    os.environ["RETAIN_DATA_DIR"] = str(args.data_dir.resolve())
+    os.chdir(REPO)  # the config names the probe relative to the repository root
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from rich.console import Console
+
+    from retain.cli import quiet_libraries
+    from retain.cli.study import print_summary, run_with_progress
+    from retain.io import atomic_write_json, read_json
+    from retain.study.config import load_study_config
+
+    quiet_libraries()
+    console = Console()
+    args.out.mkdir(parents=True, exist_ok=True)
+    config = load_study_config(CONFIG)
+    timings = {"machine": machine_info(), "threads": args.threads, "stages": {}}
+    timings["stages"]["probe_seconds_this_call"] = make_probe(config, args.data_dir.resolve(), args.threads)
+    start = time.perf_counter()
+    study_out = args.out / "study"
+    doc = run_with_progress(config, study_out, console)
+    timings["stages"]["study_seconds_this_call"] = round(time.perf_counter() - start, 1)
+    timings["runs"] = {r["name"]: r.get("cost") for r in doc["runs"]}
+    atomic_write_json(args.out / "timings.json", timings)
+    print_summary(doc, study_out, console)
+    if args.compare_to is not None:
+        rows = agreement(read_json(args.compare_to), doc)
+        print_agreement(rows, args.compare_to, console)
+        atomic_write_json(args.out / "agreement.json", {"compared_to": str(args.compare_to), "rows": rows})
+    elif not args.no_publish:
+        publish(study_out, timings, PUBLISH)
+        console.print(f"published to {PUBLISH}")
+
+
+if __name__ == "__main__":
+    main()
