@@ -29,7 +29,8 @@ def train_command(**kwargs) -> None:
     from retain.errors import UserError
     from retain.methods import make_method
     from retain.training import train
-    from retain.training.config import make_settings, parse_set, read_yaml
+    from retain.config import read_yaml
+    from retain.training.config import make_settings, parse_set
 
     base = read_yaml(kwargs["config"]) if kwargs["config"] else {}
     unknown = sorted(set(base) - {"model", "target", "task", "method", "settings"})

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from retain.errors import UserError
+from retain.models.loading import AUTOCAST_NAMES, DTYPES
 from retain.models.sources import MODEL_HELP
-from retain.training.config import read_yaml, validated
+from retain.config import read_yaml
+from retain.training.config import validated
 
 WISE_FT = "wise-ft"
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
+DTYPE_NAMES = ("auto", *DTYPES, *AUTOCAST_NAMES)
 
 # Names become folder names and report text, so they are data, never paths or markup: letters,
 # digits, '.', '_' and '-', starting with a letter or digit. '+' is left out on purpose: derived
@@ -50,7 +54,8 @@ class ProtectConfig(_Strict):
     """A capability that must survive fine-tuning."""
 
     task: str = Field(description="Task spec.")
-    tolerance: float | None = Field(None, ge=0, description="Allowed drop for this task (overrides the budget).")
+    tolerance: float | None = Field(None, ge=0, le=1, description="Allowed drop for this task (overrides the "
+                                                                  "budget), in metric units (metrics lie in [0, 1]).")
     fewshot: int | None = Field(None, ge=0, description="Solved examples in each evaluation prompt, from the "
                                                         "task's train (else validation) split; default: the task's own (0).")
 
@@ -58,7 +63,8 @@ class ProtectConfig(_Strict):
 class BudgetConfig(_Strict):
     """How much each protected task may drop (in its primary metric)."""
 
-    max_drop: float = Field(0.05, ge=0, description="Allowed drop per protected task.")
+    max_drop: float = Field(0.05, ge=0, le=1, description="Allowed drop per protected task: metric units (metrics "
+                                                          "lie in [0, 1]) or, with relative, a fraction of the base.")
     relative: bool = Field(False, description="max_drop is a fraction of the base score, not metric units.")
 
 
@@ -88,6 +94,8 @@ class MethodEntry(_Strict):
                 raise ValueError("wise-ft needs 'of': the name of the run to interpolate")
             if not self.alphas or any(not 0 <= a <= 1 for a in self.alphas):
                 raise ValueError("wise-ft needs 'alphas', a list of numbers in [0, 1]")
+            if len(set(self.alphas)) != len(self.alphas):
+                raise ValueError(f"alphas {self.alphas} repeat a value: each alpha is one run")
         elif self.of is not None or self.alphas is not None:
             raise ValueError("'of' and 'alphas' are for wise-ft only")
         return self
@@ -96,12 +104,12 @@ class MethodEntry(_Strict):
 class EvalConfig(_Strict):
     """How runs are evaluated."""
 
-    split: str = Field("test", description="Split of every task to evaluate on.")
+    split: Literal["train", "validation", "test"] = Field("test", description="Split of every task to evaluate on.")
     limit: int | None = Field(200, gt=0, description="Examples per task (first N of the split).")
     batch_size: int = Field(32, gt=0, description="Prompts per forward pass.")
-    n_boot: int = Field(1000, gt=0, description="Bootstrap resamples for CIs and paired tests.")
+    n_boot: int = Field(1000, gt=0, le=100_000, description="Bootstrap resamples for CIs and paired tests.")
     seed: int = Field(0, description="Bootstrap seed.")
-    chat: str = Field("auto", description="Chat template mode for decoder-only chat models.")
+    chat: Literal["auto", "on", "off"] = Field("auto", description="Chat template mode for decoder-only chat models.")
     fewshot_seed: int = Field(0, description="Seed of the few-shot draw (the same for the base and every run).")
     forgotten_examples: int = Field(10, ge=0, description="Forgotten examples kept per run and task.")
 
@@ -115,17 +123,41 @@ class StudyConfig(_Strict):
     protect: list[ProtectConfig] = Field(min_length=1, description="Capabilities to keep.")
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     methods: list[MethodEntry] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                             description="Training seeds, each one run per method (0 <= seed < 2**32).")
     train: dict[str, Any] = Field(default_factory=dict, description="Training settings shared by every run.")
     eval: EvalConfig = Field(default_factory=EvalConfig)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
-    dtype: str = Field("auto", description="Evaluation dtype: auto, float32, bfloat16, float16.")
+    dtype: str = Field("auto", description="Evaluation precision: auto, float32, bfloat16, float16 or bf16-autocast.")
     cache_dir: str | None = Field(None, description="Evaluation cache (default ~/.cache/retain/eval).")
 
     @field_validator("name")
     @classmethod
     def _safe_name(cls, name: str) -> str:
         return check_name(name, "study name")
+
+    @field_validator("seeds")
+    @classmethod
+    def _good_seeds(cls, seeds: list[int]) -> list[int]:
+        if any(not 0 <= s < 2**32 for s in seeds):
+            raise ValueError("seeds must lie in [0, 2**32): torch and numpy take no other")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds {seeds} repeat a value: a repeated seed repeats the same runs")
+        return seeds
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not DEVICE_PATTERN.fullmatch(device):
+            raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+        return device
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, dtype: str) -> str:
+        if dtype not in DTYPE_NAMES:
+            raise ValueError(f"unknown dtype {dtype!r}: use {', '.join(DTYPE_NAMES)}")
+        return dtype
 
     @model_validator(mode="before")
     @classmethod

@@ -200,13 +200,16 @@ class Study:
         """Run (or resume) the study; returns the results document (also written to results.json)."""
         from retain.models.loading import LazyModel
 
+        # The base model is found (and a hub model loaded) before anything is written: a missing folder
+        # or an unreachable hub leaves no half-made output folder behind.
+        base_lm = LazyModel(self.config.model, device=self.config.device, dtype=self.config.dtype)
+        fingerprint = base_lm.fingerprint
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
         previous = self.out / "results.json"
         created = (read_json(previous)["study"]["created"] if previous.is_file()
                    else dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-        base_lm = LazyModel(self.config.model, device=self.config.device, dtype=self.config.dtype)
-        self.log(f"base model {self.config.model} ({base_lm.fingerprint}): evaluating {len(self.tasks)} tasks")
+        self.log(f"base model {self.config.model} ({fingerprint}): evaluating {len(self.tasks)} tasks")
         base = self._evaluate(base_lm, "base")
         atomic_write_json(self.out / "base.json", {"fingerprint": base_lm.fingerprint, "model": base_lm.describe(),
                                                    "outputs": {n: r.outputs() for n, r in base.items()}}, indent=None)

@@ -23,13 +23,12 @@ The file is validated with pydantic (unknown keys are errors) and every problem 
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from retain.config import load_yaml_file
 from retain.errors import UserError, one_line
 from retain.tasks.base import SPLITS, Example, Task, render, split_files
 from retain.tasks.families import field_list, field_text, file_loader, raw_fields, record_id
@@ -96,18 +95,6 @@ class UserTaskConfig(BaseModel):
         return self
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false, so `yes`, `no`, `on`, `off` stay text."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                              list("tTfF"))
-
-
 def read_task_config(path: str | Path) -> UserTaskConfig:
     """Read and validate a task YAML file.
 
@@ -115,18 +102,7 @@ def read_task_config(path: str | Path) -> UserTaskConfig:
         UserError: missing file, YAML syntax error (with its line) or a bad key, in one line.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError("file not found", path)
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"{path}:{mark.line + 1}" if mark is not None else path
-        raise UserError(one_line(f"invalid YAML: {e.problem or e.context or e}"), where) from None
-    except yaml.YAMLError as e:
-        raise UserError(one_line(f"invalid YAML: {e}"), path) from None
-    except UnicodeDecodeError:
-        raise UserError("not UTF-8 text", path) from None
+    raw = load_yaml_file(path)
     if not isinstance(raw, dict):
         raise UserError("expected a mapping of keys (name, data, prompt, target, ...)", path)
     try:

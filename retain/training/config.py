@@ -18,6 +18,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from retain.config import read_yaml
 from retain.errors import UserError
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
@@ -135,20 +136,6 @@ def _field_names(cls) -> list[str]:
     for name, info in getattr(cls, "model_fields", {}).items():
         names.append(info.alias or name)
     return names
-
-
-def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping with one-line errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError("config file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"invalid YAML: {' '.join(str(e).split())}", path) from None
-    if not isinstance(data, dict):
-        raise UserError("expected a mapping of options at the top level", path)
-    return data
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:
