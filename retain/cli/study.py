@@ -108,12 +108,14 @@ def report_command(
     from retain.io import read_json
     from retain.report import render_report
 
+    from retain.report.schema import SCHEMA
+
     doc = read_json(results)
-    if doc.get("schema") != "retain.study/1":
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         from retain.errors import UserError
 
-        raise UserError("not a retain study results file (schema retain.study/1)", results)
-    written = render_report(doc, out or results.parent)
+        raise UserError(f"not a retain study results file (schema {SCHEMA})", results)
+    written = render_report(results, out or results.parent)
     Console().print(f"wrote {', '.join(str(p) for p in written.values())}", markup=False)
 
 

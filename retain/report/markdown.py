@@ -76,7 +76,7 @@ def render(data: ReportData, plots: list[Plot]) -> str:
         out += [f"![{text(t.name)}]({f})\n" for t, f in task_plots if f]
     out += ["## Cost", ""]
     rows = sec.cost_rows(data)
-    out += _table([h for h in sec.COST_HEAD], [[code(r[0]), *r[1:]] for r in rows], "ll" + "r" * 7) if rows \
+    out += _table([h for h in sec.COST_HEAD], [[code(r[0]), text(r[1]), *r[2:]] for r in rows], "ll" + "r" * 7) if rows \
         else ["No runs.", ""]
     out += _forgotten(data)
     out += _failed(data)
@@ -86,7 +86,7 @@ def render(data: ReportData, plots: list[Plot]) -> str:
 
 def _base(data: ReportData) -> list[str]:
     out = ["## Base model", ""]
-    rows = [[code(t.name), t.role, text(t.primary), fmt_value(t.base_value), fmt_ci(t.base_ci),
+    rows = [[code(t.name), text(t.role), text(t.primary), fmt_value(t.base_value), fmt_ci(t.base_ci),
              str(t.n) if t.n is not None else DASH, budget_text(t.budget) if t.role == "protected" else DASH,
              "at chance" if t.no_skill else ("yes" if t.has_skill else DASH if t.has_skill is None else "no")]
             for t in data.tasks]
@@ -113,7 +113,7 @@ def _cell(run: dict, task_name: str, no_skill: bool) -> str:
 def _matrix(data: ReportData) -> list[str]:
     if not data.runs:
         return ["No runs.", ""]
-    head = ["run"] + [f"{code(t.name)} ({t.role}{', at chance' if t.no_skill else ''})" for t in data.tasks]
+    head = ["run"] + [f"{code(t.name)} ({text(t.role)}{', at chance' if t.no_skill else ''})" for t in data.tasks]
     head += ["mean protected", "budget"]
     rows = []
     for r in data.runs:

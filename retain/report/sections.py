@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from retain.report.schema import SCHEMA
 from retain.report.summary import (DASH, ReportData, TaskInfo, fmt_count, fmt_mb, fmt_rate, fmt_seconds,
                                    fmt_share)
 
@@ -49,7 +50,7 @@ def header_lines(data: ReportData) -> list[str]:
 
 def footer(data: ReportData) -> str:
     s = data.study
-    parts = [f"schema {data.raw.get('schema', 'retain.study/1')}"]
+    parts = [f"schema {data.raw.get('schema', SCHEMA)}"]
     if s.get("retain_version"):
         parts.append(f"retain {s['retain_version']}")
     if s.get("git_commit"):

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retain.errors import UserError
 from retain.io import read_json
+from retain.report.schema import validate_results
 
-SCHEMA = "retain.study/1"
 MINUS = "\u2212"  # typographic minus: "−0.045" lines up with "+0.123"
 DASH = "\u2014"  # shown for a missing value
 
@@ -114,15 +113,8 @@ def load(results: str | Path | dict) -> ReportData:
         UserError: the file is missing, not JSON, or not a `retain.study/1` document.
     """
     where = str(results) if isinstance(results, (str, Path)) else "results"
-    doc = read_json(results) if isinstance(results, (str, Path)) else results
-    if not isinstance(doc, dict):
-        raise UserError("expected a JSON object (a retain study results document)", where)
-    schema = doc.get("schema", SCHEMA)
-    if schema != SCHEMA:
-        raise UserError(f"unsupported results schema {schema!r} (this retain reads {SCHEMA!r})", where)
+    doc = validate_results(read_json(results) if isinstance(results, (str, Path)) else results, where)
     runs = doc.get("runs") or []
-    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
-        raise UserError("'runs' must be a list of objects", where)
     runs = [{**r, "name": str(r.get("name") or f"run-{i + 1}")} for i, r in enumerate(runs)]
     return ReportData(raw=doc, study=doc.get("study") or {}, model=doc.get("model") or {},
                       target=doc.get("target") or {}, tasks=_tasks(doc, runs), runs=runs,

@@ -8,9 +8,8 @@ Schema: docs/results-schema.md (`retain.study/1`).
 from __future__ import annotations
 
 from retain import __version__
+from retain.report.schema import SCHEMA
 from retain.study import compare, verdict
-
-SCHEMA = "retain.study/1"
 
 
 def _git_commit() -> str | None:
