@@ -49,7 +49,7 @@ def read_json(path: str | Path) -> Any:
     if not path.is_file():
         raise UserError("file not found", path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise UserError(f"invalid JSON: {e.msg}", f"{path}:{e.lineno}") from None
     except UnicodeDecodeError:
@@ -69,33 +69,65 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
+MAX_RECORD_BYTES = 16 * 1024 * 1024  # one JSONL line; a dialogue or a long document is a few kilobytes
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def _read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSON-lines file: UTF-8 (a leading BOM is accepted), one object per line.
+
+    Read line by line in binary so that a bad byte, a duplicated key or an oversized line is reported
+    with its line number, and a single huge line is refused before it is parsed.
+    """
     records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(iter(lambda: f.readline(MAX_RECORD_BYTES + 1), b""), start=1):
+            where = f"{path}:{lineno}"
+            if len(raw) > MAX_RECORD_BYTES:
+                raise UserError(f"line longer than {MAX_RECORD_BYTES // (1024 * 1024)} MB: one record per line, "
+                                "each at most that size", where)
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})", where) from None
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as e:
-                raise UserError(f"malformed JSON line ({e.msg})", f"{path}:{lineno}") from None
+                raise UserError(f"malformed JSON line ({e.msg})", where) from None
+            except ValueError as e:
+                raise UserError(str(e), where) from None
             if not isinstance(obj, dict):
-                raise UserError(f"expected a JSON object, got {type(obj).__name__}", f"{path}:{lineno}")
+                raise UserError(f"expected a JSON object, got {type(obj).__name__}", where)
             obj.setdefault("_line", lineno)
             records.append(obj)
     return records
 
 
 def _read_csv(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:  # a BOM is accepted, as in JSONL
         reader = csv.DictReader(f)
         records = []
-        for row in reader:
-            if None in row:
-                raise UserError("more fields than the header names", f"{path}:{reader.line_num}")
-            row = dict(row)
-            row["_line"] = reader.line_num
-            records.append(row)
+        try:
+            for row in reader:
+                if None in row:
+                    raise UserError("more fields than the header names", f"{path}:{reader.line_num}")
+                row = dict(row)
+                row["_line"] = reader.line_num
+                records.append(row)
+        except csv.Error as e:
+            raise UserError(f"malformed CSV ({e})", f"{path}:{reader.line_num}") from None
     return records
 
 

@@ -58,16 +58,22 @@ def field_text(record: Mapping, name: str, where: str, required: bool = True) ->
         required: if False a missing (or null) field reads as "".
 
     Raises:
-        UserError: the field is missing (when required) or holds a list / object.
+        UserError: the field is missing or blank (when required), or is not text: a number, a boolean,
+            a list or an object is refused rather than turned into text (`"text": 42` is a data error,
+            not the sentence "42").
     """
     value = record.get(name)
     if value is None:
         if required:
             raise UserError(f"missing field {name!r}", where)
         return ""
-    if isinstance(value, (list, dict, tuple)):
-        raise UserError(f"field {name!r} must be text, not {type(value).__name__}", where)
-    return str(value)
+    if not isinstance(value, str):
+        kind = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(
+            type(value), type(value).__name__)
+        raise UserError(f"field {name!r} must be text, not {kind} ({str(value)[:40]!r})", where)
+    if required and not value.strip():
+        raise UserError(f"field {name!r} is empty", where)
+    return value
 
 
 def field_list(record: Mapping, name: str, where: str) -> list:
@@ -147,8 +153,13 @@ def _summarization(record, where, ex_id, refs_by_id):
 
 def _ner(record, where, ex_id, _refs):
     if record.get("tokens") is not None or record.get("tags") is not None:
-        tokens = [str(t) for t in field_list(record, "tokens", where)]
+        tokens = field_list(record, "tokens", where)
         tags = field_list(record, "tags", where)
+        if not tokens:
+            raise UserError("field 'tokens' is empty", where)
+        for i, token in enumerate(tokens):
+            if not isinstance(token, str) or not token.strip():
+                raise UserError(f"field 'tokens': token {i} must be non-empty text, not {token!r}", where)
         try:
             target = format_entities(bio_to_entities(tokens, tags))
         except ValueError as e:
