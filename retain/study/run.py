@@ -31,6 +31,7 @@ from retain.evaluation.cache import EvalCache
 from retain.evaluation.runner import (EvalSettings, TaskResult, eval_examples, evaluate_task, result_from_outputs,
                                       task_key)
 from retain.io import atomic_write_json, atomic_write_text, read_json, sha256_json
+from retain.lock import FolderLock
 from retain.study import compare, verdict
 from retain.study.config import WISE_FT, MethodEntry, StudyConfig
 from retain.tasks import Task, get_task
@@ -202,9 +203,18 @@ class Study:
 
         # The base model is found (and a hub model loaded) before anything is written: a missing folder
         # or an unreachable hub leaves no half-made output folder behind.
+        # (Resolving is cheap: weights load on first use, so `_run` resolves again rather than keep a
+        # reference here that would hold the base weights in memory through every training run.)
+        LazyModel(self.config.model, device=self.config.device, dtype=self.config.dtype).fingerprint
+        # One process per output folder: a second one refuses at once, naming this one.
+        with FolderLock(self.out, f"retain study {self.config.name}"):
+            return self._run()
+
+    def _run(self) -> dict:
+        from retain.models.loading import LazyModel
+
         base_lm = LazyModel(self.config.model, device=self.config.device, dtype=self.config.dtype)
         fingerprint = base_lm.fingerprint
-        self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
         previous = self.out / "results.json"
         created = (read_json(previous)["study"]["created"] if previous.is_file()
