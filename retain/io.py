@@ -20,8 +20,19 @@ from retain.errors import UserError
 RECORD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old content or the new, never a mix."""
+    """Write `data` to `path` so that readers see the old content or the new, never a mix.
+
+    Temp file in the same folder, fsync, rename, fsync of the folder: after a crash or `kill -9` the
+    file holds the old bytes or the new ones. The file gets the permissions of any new file under the
+    user's umask (`mkstemp` alone would make it 0600). An error writing (a full disk) names `path`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -30,10 +41,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:  # a write or fsync error names no file: name the one being written
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return  # some systems cannot open a folder; the rename is done
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -178,3 +205,38 @@ def read_records(path: str | Path) -> list[dict]:
     raise UserError(f"unsupported file type {suffix!r} (use one of {', '.join(RECORD_SUFFIXES)})", path)
 
 
+
+
+def _nearest_existing(path: Path) -> Path:
+    for parent in (path, *path.parents):
+        if parent.exists():
+            return parent
+    return Path(".")
+
+
+def _check_writable_from(path: Path, what: str) -> None:
+    """`path` (a file that may not exist yet) can be created: its nearest existing ancestor is a writable folder."""
+    base = _nearest_existing(path.parent)
+    if not base.is_dir():
+        raise UserError(f"{what}: {base} is a file, so nothing can be created under it", path)
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UserError(f"{what}: cannot write in {base} (read-only or not yours)", path)
+
+
+def check_output_file(path: str | Path, what: str = "--out") -> None:
+    """Raise a one-line UserError now if a results file cannot be written at `path` later.
+
+    Commands call this before any work, so an evaluation of hours never ends in a failed write.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{what}: is a folder; name a file to write", path)
+    _check_writable_from(path if path.exists() else path.parent / "x", what)
+
+
+def check_output_folder(path: str | Path, what: str = "--out") -> None:
+    """Raise a one-line UserError now if files cannot be written into folder `path` later."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what}: is a file, not a folder", path)
+    _check_writable_from(path / "x", what)

@@ -42,13 +42,14 @@ def eval_command(
     quiet_libraries()
     from retain.evaluation.cache import EvalCache
     from retain.evaluation.runner import EvalSettings, eval_examples, evaluate
-    from retain.io import atomic_write_json
+    from retain.io import atomic_write_json, check_output_file
     from retain.models.loading import LazyModel
     from retain.tasks import get_task
 
     # Everything the user can get wrong is checked before the model loads and before any output.
     settings = EvalSettings(split=split, limit=limit, batch_size=batch_size, chat=chat, fewshot=fewshot,
                             fewshot_seed=fewshot_seed)
+    check_output_file(out)
     tasks = [get_task(t) for t in task]
     for t in tasks:
         eval_examples(t, settings)  # reads the data and draws the shots

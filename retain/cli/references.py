@@ -12,7 +12,6 @@ from rich.console import Console
 from retain.cli import app, quiet_libraries
 from retain.cli.options import (batch_size_option, chat_option, device_option, dtype_option, limit_option,
                                 split_option)
-from retain.errors import UserError
 from retain.models.sources import MODEL_HELP
 
 
@@ -38,11 +37,11 @@ def references_command(
     from retain.evaluation.cache import EvalCache
     from retain.evaluation.references import reference_field, self_references, write_self_references
     from retain.evaluation.runner import EvalSettings, eval_examples
+    from retain.io import check_output_folder
     from retain.models.loading import LazyModel
     from retain.tasks import get_task
 
-    if out.exists() and not out.is_dir():
-        raise UserError("--out: is a file, not a folder", out)
+    check_output_folder(out)
     settings = EvalSettings(split=split, limit=limit, batch_size=batch_size, chat=chat, fewshot=0)
     t = get_task(task)
     reference_field(t)

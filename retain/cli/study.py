@@ -87,11 +87,13 @@ def study_command(
 ) -> None:
     """Fine-tune with every method in the config and report what each forgot."""
     quiet_libraries()
+    from retain.io import check_output_folder
     from retain.study.config import load_study_config
     from retain.training.config import parse_set
 
     cfg = load_study_config(config, parse_set(set_))
     out = out or Path("runs") / cfg.name
+    check_output_folder(out)
     console = Console()
     doc = run_with_progress(cfg, out, console)
     print_summary(doc, out, console)

@@ -30,6 +30,7 @@ def train_command(**kwargs) -> None:
     from retain.methods import make_method
     from retain.training import train
     from retain.config import read_yaml
+    from retain.io import check_output_folder
     from retain.training.config import make_settings, parse_set
 
     base = read_yaml(kwargs["config"]) if kwargs["config"] else {}
@@ -53,6 +54,7 @@ def train_command(**kwargs) -> None:
     settings_opts = dict(base.get("settings") or {})
     settings_opts.update({k: kwargs[k] for k in TrainSettings.model_fields if kwargs.get(k) is not None})
     settings = make_settings(settings_opts)
+    check_output_folder(kwargs["out"])
 
     # User strings (model, task, paths) are printed as text, never interpreted as rich markup.
     console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)

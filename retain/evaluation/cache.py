@@ -15,10 +15,13 @@ serves stale scores. Entries are written atomically, so concurrent jobs can shar
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from retain.io import atomic_write_json, sha256_json
 from retain.models.fingerprint import cache_root
+
+log = logging.getLogger(__name__)
 
 ENGINE_VERSION = "1"  # bump when the engine's outputs change for the same model and prompts
 
@@ -29,6 +32,7 @@ class EvalCache:
     def __init__(self, root: str | Path | None = None, enabled: bool = True):
         self.root = Path(root) if root is not None else cache_root() / "eval"
         self.enabled = enabled
+        self._warned = False
 
     @staticmethod
     def key(fingerprint: str, task_identity: dict, settings: dict) -> str:
@@ -48,5 +52,13 @@ class EvalCache:
             return None  # missing or unreadable entries are recomputed
 
     def put(self, key: str, entry: dict) -> None:
-        if self.enabled:
+        """Store `entry`; a cache that cannot be written (read-only, full) is a warning, not a failure."""
+        if not self.enabled:
+            return
+        try:
             atomic_write_json(self._path(key), entry, indent=None)
+        except OSError as e:
+            if not self._warned:
+                log.warning("evaluation cache %s is not writable (%s); evaluating without storing results",
+                            self.root, e.strerror or e)
+                self._warned = True
