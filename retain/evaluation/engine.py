@@ -42,6 +42,7 @@ from retain.evaluation.greedy import encode, greedy_decode
 from retain.models.formatting import Shot, completion_prefix, format_prompt
 from retain.models.heads import Fp32Head, LabelPositionsHead
 from retain.models.loading import LoadedModel
+from retain.models.memory import memory_safe
 
 Progress = Callable[[int], None] | None
 Shots = Sequence[Sequence[Shot]] | None  # per prompt (or request): its solved examples
@@ -180,7 +181,7 @@ def generate(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, batch
     out: list[str] = [""] * len(texts)
     # One autocast region for all batches: its cache casts each weight to bf16 once, not every step.
     with _precision(lm, generation=True):
-        for batch in _batches(order, batch_size):
+        def run(batch):
             ids, mask = _pad([encoded[i] for i in batch], tok.pad_token_id, left=not lm.is_seq2seq)
             ids, mask = ids.to(lm.device), mask.to(lm.device)
             generated = greedy_decode(lm, ids, mask, max_new_tokens)
@@ -192,6 +193,8 @@ def generate(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, batch
                 out[i] = text.strip()
             if progress:
                 progress(len(batch))
+        for batch in _batches(order, batch_size):
+            memory_safe(run, batch, "prompts")
     return out
 
 
@@ -238,7 +241,7 @@ def _loglikelihood_seq2seq(lm, requests, batch_size, progress) -> list[float]:
     ordered = sorted(contexts, key=lambda c: -len(ctx_ids[c]))
     start = model.config.decoder_start_token_id
     out = [0.0] * len(requests)
-    for batch in _batches(list(range(len(ordered))), batch_size):
+    def run(batch):
         ctxs = [ordered[j] for j in batch]
         ids, mask = _pad([ctx_ids[c] for c in ctxs], tok.pad_token_id, left=False)
         ids, mask = ids.to(lm.device), mask.to(lm.device)
@@ -262,6 +265,8 @@ def _loglikelihood_seq2seq(lm, requests, batch_size, progress) -> list[float]:
                 out[i] = float(logprobs[r, torch.arange(len(label), device=lm.device), label].sum())
         if progress:
             progress(sum(len(members) for members in groups.values()))
+    for batch in _batches(list(range(len(ordered))), batch_size):
+        memory_safe(run, batch, "contexts")
     return out
 
 
@@ -322,7 +327,7 @@ def _loglikelihood_causal(lm, requests, batch_size, progress, truncated, positio
     if progress and unscored:
         progress(unscored)
     rows = sorted(groups, key=lambda row: -len(row))
-    for batch in _batches(rows, batch_size):
+    def run(batch):
         ids, mask = _pad(batch, tok.pad_token_id, left=False)
         widths = [max(sequences[i][1] for i in groups[row]) for row in batch]
         scored = torch.zeros_like(ids, dtype=torch.bool)
@@ -350,4 +355,6 @@ def _loglikelihood_causal(lm, requests, batch_size, progress, truncated, positio
             out[i] = value
         if progress:
             progress(len(members))
+    for batch in _batches(rows, batch_size):
+        memory_safe(run, batch, "rows")
     return out

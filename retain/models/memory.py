@@ -1,4 +1,5 @@
-"""Will the model fit? A check before loading, so that a model too large for memory is one line.
+"""Will the model fit? A check before loading, so that a model too large for memory is one line;
+and what to do when a batch does not fit after all (`memory_safe`).
 
 Without it, a model larger than RAM gets the process killed by the kernel's OOM killer part way
 through loading (no message at all), or swaps the machine to a halt. The estimate is the weights
@@ -9,12 +10,16 @@ weights), against the memory free now (`psutil`) or on the GPU (`torch.cuda.mem_
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from retain.errors import UserError
+
+log = logging.getLogger(__name__)
 
 # Loading holds the weights once plus buffers and the process itself.
 LOAD_FACTOR = 1.1
@@ -105,3 +110,36 @@ def activation_bytes(config, tokens: int) -> int:
         layers = count("num_layers", "encoder_layers") + count("num_decoder_layers", "decoder_layers")
     hidden = count("hidden_size", "d_model", "n_embd")
     return int(tokens * layers * hidden * ACTIVATION_HIDDEN_FACTOR)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is an allocation failure: CUDA/MPS out of memory, or a CPU allocator failure."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def memory_safe(run: Callable[[list], None], batch: list, what: str) -> None:
+    """`run(batch)`, halving the batch (and running both halves) each time memory runs out.
+
+    An evaluation of hours should not die on its longest batch: the batch is split and evaluation
+    goes on, with a warning. The retry happens outside the `except` block so that the failed
+    attempt's tensors (held by the traceback) are freed first. One item that does not fit is a
+    UserError saying what to change.
+    """
+    try:
+        run(batch)
+        return
+    except Exception as e:  # noqa: BLE001  (re-raised unless it is an allocation failure)
+        if not is_out_of_memory(e):
+            raise
+        if len(batch) == 1:
+            raise UserError(f"out of memory on a single one of the {what}, even at batch size 1: use a "
+                            "smaller max length, a smaller model or more memory") from None
+    log.warning("out of memory on a batch of %d %s; splitting it in two and going on", len(batch), what)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = len(batch) // 2
+    memory_safe(run, batch[:half], what)
+    memory_safe(run, batch[half:], what)

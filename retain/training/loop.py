@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from retain.errors import UserError
-from retain.models.memory import activation_bytes
+from retain.models.memory import activation_bytes, is_out_of_memory
 from retain.io import atomic_write_text
 from retain.methods.base import MethodConfig, TrainContext, make_method
 from retain.training import metadata as md
@@ -238,6 +238,17 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
     except NonFiniteLoss as e:
         jsonl.write({"step": e.step, "event": "stopped", "reason": str(e)})
         raise
+    except Exception as e:  # noqa: BLE001  (re-raised unless memory ran out)
+        if not is_out_of_memory(e):
+            raise
+        step = trainer.state.global_step
+        jsonl.write({"step": step, "event": "stopped", "reason": "out of memory"})
+        raise UserError(
+            f"out of memory at step {step + 1} (batch_size {settings.batch_size}, max length "
+            f"{settings.max_seq_length or settings.max_source_length} tokens): lower batch_size (with "
+            "grad_accum to keep the effective batch), max_source_length or max_seq_length, "
+            "or turn on gradient_checkpointing; LoRA needs less memory than full fine-tuning. Rerun to "
+            "resume from the last checkpoint", str(out_dir)) from None
     train_seconds = time.perf_counter() - t0
     eval_loss = _final_eval_loss(trainer) if eval_ds is not None else None
     peak = md.peak_memory(device)

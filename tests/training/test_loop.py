@@ -188,3 +188,31 @@ def test_resume_after_a_real_kill_9(model_dirs, tmp_path):
     resumed = train(str(model_dirs["t5"]), "toy-ner", "full", fast(max_steps=6, save_steps=2), out)
     assert resumed.metadata["resumed_from_step"] == 4
     assert logged(out) == pytest.approx(logged(whole.out_dir), rel=1e-5)
+
+
+class _OutOfMemoryAtStep(FullMethod):
+    """Full fine-tuning that runs out of memory at the 5th optimizer step (a longer batch than the rest)."""
+
+    name = "test-oom"
+
+    def make_penalty(self, model, ctx):
+        calls = {"n": 0}
+
+        def penalty():
+            calls["n"] += 1
+            if calls["n"] >= 5:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+            return torch.tensor(0.0)
+
+        return penalty
+
+
+def test_out_of_memory_in_training_is_one_line_saying_what_to_change(model_dirs, tmp_path, monkeypatch):
+    monkeypatch.setitem(methods_base._METHODS, "test-oom", _OutOfMemoryAtStep)
+    out = tmp_path / "run"
+    with pytest.raises(UserError) as exc:
+        train(str(model_dirs["t5"]), "toy-ner", "test-oom", fast(max_steps=6, save_steps=3), out)
+    message = str(exc.value)
+    assert "out of memory at step 5" in message and "batch_size" in message and "\n" not in message
+    assert last_complete_checkpoint(out / "checkpoints").name == "checkpoint-3"
+    assert json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])["reason"] == "out of memory"
