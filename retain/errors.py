@@ -7,6 +7,8 @@ library callers can catch it like any other exception.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 
@@ -29,3 +31,22 @@ class UserError(Exception):
 def one_line(text: str) -> str:
     """Collapse a message onto one line (CLI errors must stay one line)."""
     return " ".join(str(text).split())
+
+
+# Environment variables whose values are credentials, and the shape of a Hugging Face token.
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN", "WANDB_API_KEY", "OPENAI_API_KEY")
+_HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
+
+
+def redact(text: str) -> str:
+    """`text` with credentials replaced by `***`: the values of `SECRET_ENV` variables and hub tokens.
+
+    Applied to what retain prints on errors and records about a command line (a token can reach an
+    exception message through a URL or an argument), so logs and bug reports can be shared.
+    """
+    text = str(text)
+    for name in SECRET_ENV:
+        value = os.environ.get(name)
+        if value and len(value) >= 8:
+            text = text.replace(value, "***")
+    return _HF_TOKEN.sub("***", text)

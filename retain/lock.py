@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from retain.errors import UserError
+from retain.errors import UserError, redact
 
 try:
     import fcntl
@@ -31,7 +31,7 @@ LOCK_NAME = ".retain.lock"
 
 def _me(command: str) -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": command}
+            "command": redact(command)}
 
 
 def describe(holder: dict) -> str:

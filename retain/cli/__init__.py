@@ -29,7 +29,7 @@ from pathlib import Path
 
 import typer
 
-from retain.errors import UserError, one_line
+from retain.errors import UserError, one_line, redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGINT, EXIT_SIGTERM, EXIT_PIPE = 130, 143, 141
@@ -115,7 +115,7 @@ def _on_signal(signum, _frame):
 
 def _say(message: str) -> None:
     try:
-        print(message, file=sys.stderr, flush=True)
+        print(redact(message), file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass  # stderr closed too: the exit code still tells
 
@@ -217,14 +217,14 @@ def _raised_in(e: BaseException) -> str:
 def _input_error(message: str, debug: bool) -> int:
     """Bad input: one line (after the traceback with --debug), exit 2."""
     if debug:
-        traceback.print_exc()
+        _say(traceback.format_exc().rstrip())  # redacted like every line retain prints
     _say(f"error: {one_line(message)}")
     return EXIT_USAGE
 
 
 def _internal_error(e: BaseException, debug: bool) -> int:
     if debug:
-        traceback.print_exc()
+        _say(traceback.format_exc().rstrip())  # redacted like every line retain prints
     else:
         where = _raised_in(e)
         _say(f"error: {type(e).__name__}{' in ' + where if where else ''}: {one_line(str(e))} "
