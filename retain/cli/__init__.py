@@ -71,6 +71,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore")
+    if "transformers" in sys.modules:  # imported already (in-process use): the variables came too late
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 class Interrupted(BaseException):

@@ -41,7 +41,7 @@ def eval_command(
     """Evaluate a model on tasks; scores come with 95% bootstrap confidence intervals."""
     quiet_libraries()
     from retain.evaluation.cache import EvalCache
-    from retain.evaluation.runner import EvalSettings, eval_examples, evaluate
+    from retain.evaluation.runner import EvalSettings, cache_key, eval_examples, evaluate
     from retain.io import atomic_write_json, check_output_file
     from retain.models.loading import LazyModel
     from retain.tasks import get_task
@@ -56,6 +56,8 @@ def eval_command(
     lm = LazyModel(model, adapter=adapter, device=device, dtype=dtype, allow_pickle=allow_pickle,
                     trust_remote_code=trust_remote_code)
     cache = EvalCache(cache_dir, enabled=not no_cache)
+    if any(cache.get(cache_key(lm, t, settings)) is None for t in tasks):
+        lm.model  # load now, so a broken model is one line before any progress bar is drawn
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bar:

@@ -10,7 +10,6 @@ Security defaults: safetensors only (pickle checkpoints need `allow_pickle=True`
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from retain.errors import UserError, one_line
+from retain.models.checks import check_safetensors, describe_load_error, read_config
 from retain.models.fingerprint import PICKLE_SUFFIXES, fingerprint_model, fingerprint_path, has_tokenizer_files
 from retain.models.device import BF16_AUTOCAST, BF16_SCORING, FP32, Precision, fast_bf16
 from retain.models.memory import check_model_fits
@@ -141,6 +141,9 @@ def _check_local_folder(path: Path, allow_pickle: bool) -> None:
         raise UserError("model folder not found", path)
     if not (path / "config.json").is_file():
         raise UserError("model folder has no config.json", path)
+    read_config(path / "config.json")
+    for weights in sorted(path.glob("*.safetensors")):
+        check_safetensors(weights)
     files = [p.name for p in path.iterdir()]
     if not any(f.endswith(".safetensors") or f == "model.safetensors.index.json" for f in files):
         pickled = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
@@ -163,7 +166,9 @@ def _check_adapter_folder(path: Path, allow_pickle: bool) -> None:
         raise UserError("adapter folder not found", path)
     if not (path / "adapter_config.json").is_file():
         raise UserError("adapter folder has no adapter_config.json", path)
+    read_config(path / "adapter_config.json", "adapter config")
     if (path / ADAPTER_SAFETENSORS).is_file():
+        check_safetensors(path / ADAPTER_SAFETENSORS)
         return
     pickled = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix in PICKLE_SUFFIXES)
     if not pickled:
@@ -268,8 +273,9 @@ def load_model(
             name_or_path, config=config, dtype=torch_dtype, trust_remote_code=trust_remote_code,
             use_safetensors=None if allow_pickle else True,
         )
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"cannot load model weights: {one_line(e)}", name_or_path) from None
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise UserError(f"cannot load model weights: {describe_load_error(e)}", name_or_path) from None
+    _check_vocabulary(model, tokenizer, name_or_path)
     source_dir = str(local) if local.is_dir() else _hub_snapshot_dir(name_or_path)
     if adapter_dir is not None:
         model = _attach_adapter(model, adapter_dir)
@@ -279,6 +285,35 @@ def load_model(
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, is_seq2seq=seq2seq, fingerprint=fp,
                        adapter=adapter, source_dir=source_dir, extra={"source": source.origin} if source.origin else {},
                        autocast=precision.autocast, autocast_generation=precision.autocast_generation)
+
+
+def _check_vocabulary(model, tokenizer, where: str) -> None:
+    """The tokenizer's ids fit the embedding matrix (else the first such token crashes the forward pass
+    with an index error, or on a GPU a device-side assert).
+
+    Refused: a base vocabulary larger than the matrix (the tokenizer of another model), or a special
+    token retain uses (pad, eos, bos, unk) without a row. Added tokens without a row (GGUF conversion
+    adds `<|endoftext|>` to tokenizers that lack it) are a warning: text rarely contains them.
+    """
+    embeddings = model.get_input_embeddings()
+    if embeddings is None:
+        return
+    rows = embeddings.num_embeddings
+    added = set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    base_top = max((i for i in tokenizer.get_vocab().values() if i not in added), default=-1)
+    if base_top >= rows:
+        raise UserError(f"the tokenizer's vocabulary has ids up to {base_top:,} but the model's embedding has "
+                        f"{rows:,} rows: the tokenizer belongs to another model", where)
+    for name in ("pad", "eos", "bos", "unk"):
+        token_id = getattr(tokenizer, f"{name}_token_id", None)
+        if isinstance(token_id, int) and token_id >= rows:
+            raise UserError(f"the {name} token has id {token_id:,} but the model's embedding has {rows:,} rows: "
+                            "resize the embeddings after adding tokens, or set another "
+                            f"{name}_token in tokenizer_config.json", where)
+    beyond = sorted(i for i in added if i >= rows)
+    if beyond:
+        log.warning("%s: %d added token(s) have no embedding row (ids %s...); text containing them would fail",
+                    where, len(beyond), beyond[:3])
 
 
 def _adapter_dir(adapter: str, allow_pickle: bool) -> Path:
@@ -350,7 +385,7 @@ class LazyModel:
             if adapter is not None:
                 _check_adapter_folder(Path(adapter), allow_pickle)
             self.fingerprint = fingerprint_path(local, adapter)
-            self._seq2seq = bool(json.loads((local / "config.json").read_text()).get("is_encoder_decoder"))
+            self._seq2seq = bool(read_config(local / "config.json").get("is_encoder_decoder"))
         else:  # hub ids: the weights must be fetched (or found in the hub cache) to be identified
             self._load()
 

@@ -63,6 +63,8 @@ def parameter_count(folder: str | Path) -> int | None:
         try:
             with open(f, "rb") as fh:
                 (n,) = struct.unpack("<Q", fh.read(8))
+                if n > f.stat().st_size:  # a damaged file: reading n bytes could ask for exabytes
+                    return None
                 header = json.loads(fh.read(n))
         except (OSError, ValueError, struct.error):
             return None  # unreadable: let the loader report it

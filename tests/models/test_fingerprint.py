@@ -64,7 +64,10 @@ def test_each_output_changing_file_changes_fingerprint_and_misses_cache(change, 
     elif change == "special token":
         _edit_json(folder / "tokenizer_config.json", eos_token="<unk>")
     else:
-        (folder / "added_tokens.json").write_text(json.dumps({"<new>": 600}))
+        from transformers import AutoTokenizer
+
+        token, token_id = next(iter(AutoTokenizer.from_pretrained(folder).get_vocab().items()))
+        (folder / "added_tokens.json").write_text(json.dumps({token: token_id}))  # an id the embeddings have
     assert fingerprint_path(folder) != fingerprint_path(tiny_llama_dir)
     cache = EvalCache(cache_dir / "eval")
     _eval(tiny_llama_dir, cache)
