@@ -93,8 +93,9 @@ def _expanded_size(root) -> int:
 
 def load_yaml_text(text: str, path: str | Path):
     """Parse one YAML document strictly (see the module docstring); None for an empty document."""
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        loader = _StrictLoader(text)  # the reader refuses control characters already here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -111,7 +112,8 @@ def load_yaml_text(text: str, path: str | Path):
     except RecursionError:
         raise UserError("the YAML nests too deeply", path) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml_file(path: str | Path):
