@@ -166,3 +166,47 @@ def build_results() -> dict:
         "recommendation": {"run": "multitask", "within_budget": True,
                            "reason": "best target gain among runs within budget", "closest": None},
     }
+
+
+# --- hostile text: attacks in every free-text field the report shows ----------------------------------
+
+PAYLOADS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '"><svg onload=alert(1)>',
+            "<details open ontoggle=alert(1)>", "[x](javascript:alert(1))", "![y](javascript:alert(2))",
+            "<a href='javascript:alert(3)'>z</a>"]
+
+
+def hostile_results(payloads=None) -> dict:
+    """The fixture with every free-text field the report shows replaced by an attack."""
+    doc = build_results()
+    evil = " ".join(payloads or PAYLOADS)
+    doc["study"]["name"] = "evil"  # names are validated by the study config; text fields are not
+    doc["model"]["name"] = evil
+    for run in doc["runs"]:
+        run["method"] = evil
+        if run.get("error"):
+            run["error"] = evil
+        for examples in (run.get("forgotten") or {}).values():
+            for ex in examples:
+                ex.update(prompt=evil, reference=evil, base_prediction=evil, run_prediction=evil)
+    doc["target"]["metric"] = evil
+    return doc
+
+
+def injected(html: str) -> list[str]:
+    """Elements and attributes in `html` (parsed, not grepped) that could run code."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Finder(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag in ("script", "svg", "iframe", "object", "embed"):
+                found.append(tag)
+            for name, value in attrs:
+                if name.startswith("on"):
+                    found.append(f"{tag}[{name}]")
+                if name in ("href", "src", "action") and (value or "").strip().lower().startswith("javascript:"):
+                    found.append(f"{tag}[{name}=javascript:]")
+
+    Finder().feed(html)
+    return found

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from report_fixture import build_results
+from report_fixture import build_results, hostile_results, injected
 
 from retain.report import render_report
 
@@ -109,3 +109,39 @@ def test_screenshot_is_non_trivial(chromium, page, tmp_path):
     if keep := os.environ.get("RETAIN_REPORT_SCREENSHOT"):
         Path(keep).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, keep)
+
+
+# Payloads that print PWNED on the browser console if they ever run (instead of alert, which headless
+# Chromium would block silently).
+LOUD = ["<script>console.error('PWNED')</script>", "<img src=x onerror=console.error('PWNED')>",
+        "\"><svg onload=console.error('PWNED')>", "<details open ontoggle=console.error('PWNED')>",
+        "[x](javascript:console.error('PWNED'))", "<iframe src=javascript:console.error('PWNED')>"]
+
+
+def _loaded(chromium, html_file: Path, tmp_path: Path) -> tuple[str, str]:
+    done = headless(chromium, html_file.as_uri(), "--enable-logging=stderr", "--v=0", "--virtual-time-budget=2000",
+                    "--dump-dom", profile=tmp_path / "profile")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, done.stderr
+
+
+def test_the_browser_check_sees_a_payload_run(chromium, tmp_path):
+    """Guard for the next test: unescaped, the payloads do run and are seen."""
+    page = tmp_path / "raw.html"
+    page.write_text("<html><body>" + " ".join(LOUD) + "</body></html>", encoding="utf-8")
+    dom, log = _loaded(chromium, page, tmp_path)
+    assert "PWNED" in "".join(console_errors(log)) and injected(dom)
+
+
+def test_hostile_results_run_nothing_in_either_report(chromium, tmp_path):
+    from markdown_it import MarkdownIt
+
+    paths = render_report(hostile_results(LOUD), tmp_path / "report")
+    as_html = tmp_path / "report-md.html"  # report.md as a Markdown viewer would show it
+    as_html.write_text("<html><body>" + MarkdownIt("commonmark").render(paths["markdown"].read_text("utf-8"))
+                       + "</body></html>", encoding="utf-8")
+    for page in (paths["html"], as_html):
+        dom, log = _loaded(chromium, page, tmp_path)
+        assert not any("PWNED" in line for line in console_errors(log)), page
+        assert injected(dom) == [], (page, injected(dom))
+        assert "console.error(&#x27;PWNED&#x27;)" in dom or "console.error('PWNED')" in dom  # shown as text

@@ -8,7 +8,7 @@ import json
 
 import pytest
 from markdown_it import MarkdownIt
-from report_fixture import build_results
+from report_fixture import PAYLOADS, build_results, hostile_results, injected
 
 from retain.errors import UserError
 from retain.report import render_report
@@ -71,61 +71,19 @@ def test_not_a_results_document(doc, tmp_path, capsys):
     assert code == 2 and len(stderr.strip().splitlines()) == 1 and str(results) in stderr
 
 
-PAYLOADS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '"><svg onload=alert(1)>',
-            "<details open ontoggle=alert(1)>", "[x](javascript:alert(1))", "![y](javascript:alert(2))",
-            "<a href='javascript:alert(3)'>z</a>"]
-
-
-def _hostile() -> dict:
-    """The fixture with every free-text field the report shows replaced by an attack."""
-    doc = build_results()
-    evil = " ".join(PAYLOADS)
-    doc["study"]["name"] = "evil"  # names are validated by the study config; text fields are not
-    doc["model"]["name"] = evil
-    for run in doc["runs"]:
-        run["method"] = evil
-        if run.get("error"):
-            run["error"] = evil
-        for examples in (run.get("forgotten") or {}).values():
-            for ex in examples:
-                ex.update(prompt=evil, reference=evil, base_prediction=evil, run_prediction=evil)
-    doc["target"]["metric"] = evil
-    return doc
-
-
-def _injected(html: str) -> list[str]:
-    """Elements and attributes in `html` (parsed, not grepped) that could run code."""
-    from html.parser import HTMLParser
-
-    found: list[str] = []
-
-    class Finder(HTMLParser):
-        def handle_starttag(self, tag, attrs):
-            if tag in ("script", "svg", "iframe", "object", "embed"):
-                found.append(tag)
-            for name, value in attrs:
-                if name.startswith("on"):
-                    found.append(f"{tag}[{name}]")
-                if name in ("href", "src", "action") and (value or "").strip().lower().startswith("javascript:"):
-                    found.append(f"{tag}[{name}=javascript:]")
-
-    Finder().feed(html)
-    return found
-
-
 def test_hostile_text_stays_text_in_both_reports(tmp_path):
-    paths = render_report(_hostile(), tmp_path)
+    paths = render_report(hostile_results(), tmp_path)
     md = paths["markdown"].read_text("utf-8")
     html = paths["html"].read_text("utf-8")
     assert "alert(1)" in md and "alert(1)" in html  # shown, as text
-    assert _injected(html) == []
+    assert injected(html) == []
     as_html = MarkdownIt("commonmark").render(md)  # what a Markdown viewer would make of report.md
-    assert _injected(as_html) == [], _injected(as_html)
+    assert injected(as_html) == [], injected(as_html)
 
 
 def test_the_checker_sees_injection():
     """The detector above must flag each payload when it is not escaped."""
     for payload in PAYLOADS[:4] + ["<a href='javascript:alert(3)'>z</a>"]:
-        assert _injected(payload), payload
-    assert _injected(MarkdownIt("commonmark").render("[x](javascript:alert(1))")) == []  # markdown-it drops it
-    assert _injected(MarkdownIt("commonmark", {"html": True}).render("<script>x</script>"))
+        assert injected(payload), payload
+    assert injected(MarkdownIt("commonmark").render("[x](javascript:alert(1))")) == []  # markdown-it drops it
+    assert injected(MarkdownIt("commonmark", {"html": True}).render("<script>x</script>"))
