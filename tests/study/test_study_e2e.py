@@ -130,3 +130,31 @@ def test_check_flag_and_bad_config_exit_codes(tiny_t5_dir, tmp_path, finished):
                          env=env, capture_output=True, text=True)
     doc = json.loads((tmp_path / "c" / "results.json").read_text())
     assert res.returncode == (0 if doc["recommendation"]["within_budget"] else 1)
+
+
+def test_ten_kills_at_random_points_then_resume_equals_uninterrupted(finished, tiny_t5_dir, tmp_path):
+    """kill -9 at 10 random moments (loading, base evaluation, training, checkpointing, a derived run,
+    the report), each time rerunning the same command; the final results equal an uninterrupted run."""
+    import random
+
+    _, reference, _, _ = finished
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(yaml.safe_dump(config_dict(tiny_t5_dir)))
+    out = tmp_path / "out"
+    env = {**os.environ, "RETAIN_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "retain", "study", str(cfg), "--out", str(out)]
+    rng, kills = random.Random(0), 0
+    while kills < 10:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=rng.uniform(1.0, 6.0))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            kills += 1
+        else:
+            break  # it finished before this kill: the remaining work was less than the delay
+    assert kills == 10, f"only {kills} kills landed before the study finished: make it longer"
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert comparable(json.loads((out / "results.json").read_text())) == comparable(reference)
