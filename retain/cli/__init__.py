@@ -71,6 +71,10 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore")
+    # The hub client's retry and HEAD-failure warnings: retain's one line says what went wrong.
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.logging.set_verbosity_error()
     if "transformers" in sys.modules:  # imported already (in-process use): the variables came too late
         sys.modules["transformers"].utils.logging.disable_progress_bar()
 

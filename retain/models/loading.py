@@ -263,6 +263,9 @@ def load_model(
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
+        if _unreachable(e):
+            raise UserError("cannot reach the hub for this model id; use a local folder (or check the network, "
+                            "or HF_HUB_OFFLINE)", name_or_path) from None
         raise UserError(f"cannot load model config: {one_line(e)}", name_or_path) from None
     tokenizer = load_tokenizer(name_or_path, trust_remote_code)  # before the weights: fails fast
     seq2seq = is_seq2seq_config(config)
@@ -285,6 +288,13 @@ def load_model(
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, is_seq2seq=seq2seq, fingerprint=fp,
                        adapter=adapter, source_dir=source_dir, extra={"source": source.origin} if source.origin else {},
                        autocast=precision.autocast, autocast_generation=precision.autocast_generation)
+
+
+def _unreachable(e: BaseException) -> bool:
+    """Whether a loading error means the hub could not be reached (offline, DNS, refused), not a bad id."""
+    text = str(e)
+    return any(s in text for s in ("couldn't connect to", "Name or service not known", "offline mode",
+                                   "Temporary failure in name resolution", "Connection refused"))
 
 
 def _check_vocabulary(model, tokenizer, where: str) -> None:

@@ -113,3 +113,21 @@ def test_corrupt_gguf(tmp_path, capsys):
                             "--no-cache", "--out", str(tmp_path / "r.json")], capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "model.gguf" in lines[0], err
+
+
+def test_a_hub_id_without_the_hub_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("RETAIN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing of this id is cached
+    import huggingface_hub.constants as hub_constants
+    import transformers.utils.hub as tf_hub
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(tf_hub, "_is_offline_mode", True, raising=False)
+    out = tmp_path / "r.json"
+    code, _, err = run_cli(["eval", "--model", "someorg/no-such-model-here", "--task", "toy-ner", "--limit", "1",
+                            "--out", str(out)], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert "cannot reach the hub" in lines[0] and "someorg/no-such-model-here" in lines[0]
+    assert not out.exists()
