@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from retain.errors import UserError, one_line
-from retain.models.checks import check_safetensors, describe_load_error, read_config
-from retain.models.fingerprint import PICKLE_SUFFIXES, fingerprint_model, fingerprint_path, has_tokenizer_files
+from retain.models.checks import (ADAPTER_SAFETENSORS, check_adapter_folder, check_local_folder, check_vocabulary,
+                                  describe_load_error, hub_unreachable, read_config)
+from retain.models.fingerprint import fingerprint_model, fingerprint_path
 from retain.models.device import BF16_AUTOCAST, BF16_SCORING, FP32, Precision, fast_bf16
 from retain.models.memory import check_model_fits
 from retain.models.sources import resolve_model
@@ -28,9 +29,6 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 AUTOCAST_NAMES = ("bf16-autocast",)  # fp32 weights, bf16 matmuls
-ADAPTER_SAFETENSORS = "adapter_model.safetensors"
-PICKLE_REASON = ("pickle can run arbitrary code when loaded; pass --allow-pickle if you trust the files, "
-                 "or convert them to safetensors")
 
 
 @dataclass
@@ -135,46 +133,6 @@ def is_seq2seq_config(config) -> bool:
     return bool(getattr(config, "is_encoder_decoder", False))
 
 
-def _check_local_folder(path: Path, allow_pickle: bool) -> None:
-    """A local model folder has a config, weights that may be loaded, and tokenizer files."""
-    if not path.is_dir():
-        raise UserError("model folder not found", path)
-    if not (path / "config.json").is_file():
-        raise UserError("model folder has no config.json", path)
-    read_config(path / "config.json")
-    for weights in sorted(path.glob("*.safetensors")):
-        check_safetensors(weights)
-    files = [p.name for p in path.iterdir()]
-    if not any(f.endswith(".safetensors") or f == "model.safetensors.index.json" for f in files):
-        pickled = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
-        if not pickled:
-            raise UserError("model folder has no weights (*.safetensors)", path)
-        if not allow_pickle:
-            raise UserError(f"model folder has only pickle weights ({pickled[0]}): {PICKLE_REASON}", path)
-    if not has_tokenizer_files(path):
-        raise UserError("model folder has no tokenizer files (tokenizer.json, tokenizer_config.json, a vocabulary "
-                        "or sentencepiece model): copy the base model's tokenizer files into it", path)
-
-
-def _check_adapter_folder(path: Path, allow_pickle: bool) -> None:
-    """A local adapter folder has adapter_config.json and weights that may be loaded.
-
-    peft falls back to `adapter_model.bin` (loaded with `torch.load`) when no safetensors file is
-    there, so pickle is refused here, before peft sees the folder.
-    """
-    if not path.is_dir():
-        raise UserError("adapter folder not found", path)
-    if not (path / "adapter_config.json").is_file():
-        raise UserError("adapter folder has no adapter_config.json", path)
-    read_config(path / "adapter_config.json", "adapter config")
-    if (path / ADAPTER_SAFETENSORS).is_file():
-        check_safetensors(path / ADAPTER_SAFETENSORS)
-        return
-    pickled = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix in PICKLE_SUFFIXES)
-    if not pickled:
-        raise UserError(f"adapter folder has no weights ({ADAPTER_SAFETENSORS})", path)
-    if not allow_pickle:
-        raise UserError(f"adapter folder has only pickle weights ({pickled[0]}): {PICKLE_REASON}", path)
 
 
 def _looks_local(name: str) -> bool:
@@ -257,13 +215,13 @@ def load_model(
     name_or_path = source.path
     local = Path(name_or_path)
     if local.exists() or name_or_path.startswith((".", "/", "~")):
-        _check_local_folder(local.expanduser(), allow_pickle)
+        check_local_folder(local.expanduser(), allow_pickle)
         check_model_fits(local.expanduser(), precision.weights, dev, name)
     adapter_dir = _adapter_dir(adapter, allow_pickle) if adapter is not None else None
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        if _unreachable(e):
+        if hub_unreachable(e):
             raise UserError("cannot reach the hub for this model id; use a local folder (or check the network, "
                             "or HF_HUB_OFFLINE)", name_or_path) from None
         raise UserError(f"cannot load model config: {one_line(e)}", name_or_path) from None
@@ -278,7 +236,7 @@ def load_model(
         )
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise UserError(f"cannot load model weights: {describe_load_error(e)}", name_or_path) from None
-    _check_vocabulary(model, tokenizer, name_or_path)
+    check_vocabulary(model, tokenizer, name_or_path)
     source_dir = str(local) if local.is_dir() else _hub_snapshot_dir(name_or_path)
     if adapter_dir is not None:
         model = _attach_adapter(model, adapter_dir)
@@ -290,44 +248,10 @@ def load_model(
                        autocast=precision.autocast, autocast_generation=precision.autocast_generation)
 
 
-def _unreachable(e: BaseException) -> bool:
-    """Whether a loading error means the hub could not be reached (offline, DNS, refused), not a bad id."""
-    text = str(e)
-    return any(s in text for s in ("couldn't connect to", "Name or service not known", "offline mode",
-                                   "Temporary failure in name resolution", "Connection refused"))
-
-
-def _check_vocabulary(model, tokenizer, where: str) -> None:
-    """The tokenizer's ids fit the embedding matrix (else the first such token crashes the forward pass
-    with an index error, or on a GPU a device-side assert).
-
-    Refused: a base vocabulary larger than the matrix (the tokenizer of another model), or a special
-    token retain uses (pad, eos, bos, unk) without a row. Added tokens without a row (GGUF conversion
-    adds `<|endoftext|>` to tokenizers that lack it) are a warning: text rarely contains them.
-    """
-    embeddings = model.get_input_embeddings()
-    if embeddings is None:
-        return
-    rows = embeddings.num_embeddings
-    added = set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
-    base_top = max((i for i in tokenizer.get_vocab().values() if i not in added), default=-1)
-    if base_top >= rows:
-        raise UserError(f"the tokenizer's vocabulary has ids up to {base_top:,} but the model's embedding has "
-                        f"{rows:,} rows: the tokenizer belongs to another model", where)
-    for name in ("pad", "eos", "bos", "unk"):
-        token_id = getattr(tokenizer, f"{name}_token_id", None)
-        if isinstance(token_id, int) and token_id >= rows:
-            raise UserError(f"the {name} token has id {token_id:,} but the model's embedding has {rows:,} rows: "
-                            "resize the embeddings after adding tokens, or set another "
-                            f"{name}_token in tokenizer_config.json", where)
-    beyond = sorted(i for i in added if i >= rows)
-    if beyond:
-        log.warning("%s: %d added token(s) have no embedding row (ids %s...); text containing them would fail",
-                    where, len(beyond), beyond[:3])
 
 
 def _adapter_dir(adapter: str, allow_pickle: bool) -> Path:
-    """The adapter's local folder, checked by `_check_adapter_folder`.
+    """The adapter's local folder, checked by `check_adapter_folder`.
 
     A hub adapter is downloaded first, without its pickle weights unless `allow_pickle`, so peft is
     only ever given a folder that passed the same checks as a local one.
@@ -342,7 +266,7 @@ def _adapter_dir(adapter: str, allow_pickle: bool) -> Path:
             path = Path(snapshot_download(adapter, allow_patterns=patterns))
         except Exception as e:  # network, auth, offline, not found: all one line for the user
             raise UserError(f"cannot download adapter: {one_line(e)}", adapter) from None
-    _check_adapter_folder(path, allow_pickle)
+    check_adapter_folder(path, allow_pickle)
     return path
 
 
@@ -391,9 +315,9 @@ class LazyModel:
         local = Path(source.path).expanduser()
         adapter_ok = adapter is None or Path(adapter).is_dir()
         if local.is_dir() and adapter_ok:
-            _check_local_folder(local, allow_pickle)
+            check_local_folder(local, allow_pickle)
             if adapter is not None:
-                _check_adapter_folder(Path(adapter), allow_pickle)
+                check_adapter_folder(Path(adapter), allow_pickle)
             self.fingerprint = fingerprint_path(local, adapter)
             self._seq2seq = bool(read_config(local / "config.json").get("is_encoder_decoder"))
         else:  # hub ids: the weights must be fetched (or found in the hub cache) to be identified
