@@ -189,6 +189,20 @@ def _run_engine(lm: LoadedModel, task: Task, examples: list[Example], settings: 
     return _generate_once(lm, task.max_new_tokens, examples, shots, settings, progress)
 
 
+def _memo_keys(lm: LoadedModel, max_new_tokens: int, examples: list[Example], shots, settings: EvalSettings) -> list:
+    return [(lm.precision.generation.name, settings.chat, max_new_tokens, ex.prompt, tuple(shots[i]) if shots else ())
+            for i, ex in enumerate(examples)]
+
+
+def _remember(lm: LoadedModel, max_new_tokens: int, examples: list[Example], shots, settings: EvalSettings,
+              entry: dict) -> None:
+    """Put cached greedy answers into `lm.generations` (their truncation flags are not stored per example)."""
+    if entry.get("truncated"):
+        return  # which examples were cut is not stored: leave these to be generated
+    for key, pred in zip(_memo_keys(lm, max_new_tokens, examples, shots, settings), entry["predictions"]):
+        lm.generations.setdefault(key, (pred, False))
+
+
 def _generate_once(lm: LoadedModel, max_new_tokens: int, examples: list[Example], shots, settings: EvalSettings,
                    progress) -> dict:
     """Greedy answers for `examples`, generating only prompts these weights have not answered yet.
@@ -198,8 +212,7 @@ def _generate_once(lm: LoadedModel, max_new_tokens: int, examples: list[Example]
     that asks the same: a chat-behaviour probe built from a task's prompts costs no generation.
     """
     memo = lm.generations
-    keys = [(lm.precision.generation.name, settings.chat, max_new_tokens, ex.prompt,
-             tuple(shots[i]) if shots else ()) for i, ex in enumerate(examples)]
+    keys = _memo_keys(lm, max_new_tokens, examples, shots, settings)
     todo = [i for i, key in enumerate(keys) if key not in memo]
     if progress and len(todo) < len(keys):
         progress(len(keys) - len(todo))
@@ -228,8 +241,11 @@ def evaluate_task(lm: LoadedModel, task: Task, settings: EvalSettings = EvalSett
         entry["ids"] = [ex.id for ex in examples]
         if cache is not None:
             cache.put(key, entry)
-    elif progress:
-        progress(len(examples))
+    else:
+        if task.kind == "generate":  # answers read from the cache count as answered (a probe reuses them)
+            _remember(lm, task.max_new_tokens, examples, _shots(examples), settings, entry)
+        if progress:
+            progress(len(examples))
     result = result_from_outputs(task, examples, entry, settings)
     result.from_cache = from_cache
     result.seconds = time.perf_counter() - start

@@ -310,6 +310,7 @@ class LazyModel:
         self._loaded: LoadedModel | None = None
         self._device = pick_device(device)
         self._precision = pick_precision(dtype, self._device)
+        self.generations: dict = {}  # greedy answers known for these weights (see LoadedModel), before loading
         source = resolve_model(name_or_path, self._precision.weights)
         self._origin = source.origin
         local = Path(source.path).expanduser()
@@ -326,6 +327,7 @@ class LazyModel:
     def _load(self) -> LoadedModel:
         if self._loaded is None:
             self._loaded = load_model(self.name, **self._kwargs)
+            self._loaded.generations = self.generations  # one memo, whether filled before or after loading
             self.fingerprint = self._loaded.fingerprint
             self._device, self._precision = self._loaded.device, self._loaded.precision
         return self._loaded
