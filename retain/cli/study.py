@@ -45,7 +45,10 @@ def print_summary(doc: dict, out: Path, console: Console) -> None:
     target = doc["target"]["task"]
     protected = [n for n, t in tasks.items() if t["role"] == "protected"]
     table = Table(title=escape(f"{doc['study']['name']}: change against the base ({doc['model']['name']})"))
-    table.add_column("run")
+    # Run names are never cut (three `full+wise-ft-…` rows must stay apart in 80 columns); the number
+    # columns' headers wrap instead.
+    longest = max([len("base (score)"), *(len(r["name"]) for r in doc["runs"])])
+    table.add_column("run", no_wrap=True, min_width=longest)
     table.add_column(escape(f"{target}\n{tasks[target]['primary']}"), justify="right")
     for n in protected:
         table.add_column(escape(f"{n}\n{tasks[n]['primary']}"), justify="right")
