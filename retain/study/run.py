@@ -203,17 +203,15 @@ class Study:
 
         # The base model is found (and a hub model loaded) before anything is written: a missing folder
         # or an unreachable hub leaves no half-made output folder behind.
-        # (Resolving is cheap: weights load on first use, so `_run` resolves again rather than keep a
-        # reference here that would hold the base weights in memory through every training run.)
-        LazyModel(self.config.model, device=self.config.device, dtype=self.config.dtype).fingerprint
+        # It is handed to `_run` through `self._base` so that no frame here keeps a reference: `_run`
+        # drops the base weights before training.
+        self._base = LazyModel(self.config.model, device=self.config.device, dtype=self.config.dtype)
         # One process per output folder: a second one refuses at once, naming this one.
         with FolderLock(self.out, f"retain study {self.config.name}"):
             return self._run()
 
     def _run(self) -> dict:
-        from retain.models.loading import LazyModel
-
-        base_lm = LazyModel(self.config.model, device=self.config.device, dtype=self.config.dtype)
+        base_lm, self._base = self._base, None
         fingerprint = base_lm.fingerprint
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
         previous = self.out / "results.json"

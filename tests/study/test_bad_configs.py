@@ -97,3 +97,12 @@ def test_accepted_forms(raw, check, tmp_path):
     config = tmp_path / "study.yaml"
     config.write_bytes(raw)
     assert check(load_study_config(config))
+
+
+def test_a_missing_model_folder_writes_nothing(tmp_path, capsys):
+    config, out = tmp_path / "study.yaml", tmp_path / "out"
+    config.write_bytes(good_with(model=str(tmp_path / "no-such-model")))
+    code, _, stderr = run_cli(["study", str(config), "--out", str(out)], capsys)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "no-such-model" in lines[0], stderr
+    assert not out.exists()
