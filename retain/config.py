@@ -1,4 +1,5 @@
-"""Reading config files as untrusted input: strict UTF-8, strict YAML, bounded size.
+"""Reading config files as untrusted input (strict UTF-8, strict YAML, bounded size), and turning
+pydantic validation and `--set key=value` overrides into the same one-line errors.
 
 Config files come from users, teammates and tickets, so they are read as data that may be wrong in
 any way: the wrong encoding, a key written twice, an alias bomb. Each problem becomes a `UserError`
@@ -18,11 +19,12 @@ naming the file (and line) and what to change; nothing here raises anything else
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
+from pathlib import Path
+from typing import Any, Mapping
 
 import yaml
+from pydantic import ValidationError
 
 from retain.errors import UserError, one_line
 
@@ -139,3 +141,68 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise UserError("expected a mapping of options at the top level", path)
     return data
+
+
+# --- validation and overrides --------------------------------------------------------------------
+
+def validated(cls, data: Mapping[str, Any], what: str):
+    """Build a pydantic model, turning validation errors into one-line `UserError`s."""
+    try:
+        return cls(**dict(data))
+    except ValidationError as e:
+        raise UserError(f"{what}: {describe_validation_error(e, cls)}") from None
+    except (TypeError, ValueError) as e:  # raised by hooks outside pydantic's own checks
+        raise UserError(f"{what}: {e}") from None
+
+
+def describe_validation_error(e: ValidationError, cls=None) -> str:
+    """One line per pydantic error, joined with `; ` (unknown options list the known ones)."""
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        if not loc:  # a check across fields: its message says it all
+            parts.append(err["msg"].removeprefix("Value error, "))
+        elif err["type"] == "extra_forbidden":
+            known = ", ".join(_field_names(cls)) if cls is not None else ""
+            parts.append(f"unknown option {loc!r}" + (f" (options: {known})" if known else ""))
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg} (got {err.get('input')!r})")
+    return "; ".join(parts)
+
+
+def _field_names(cls) -> list[str]:
+    names = []
+    for name, info in getattr(cls, "model_fields", {}).items():
+        names.append(info.alias or name)
+    return names
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """Parse `key=value` strings; values are YAML scalars or flow lists (`r=8`, `tasks=[a, b]`).
+
+    Raises:
+        UserError: an item has no `=`.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if not key:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        try:
+            value = yaml.load(raw, Loader=_StrictLoader) if raw.strip() else ""  # the files' YAML dialect
+        except yaml.YAMLError:
+            value = raw
+        out[key] = _number(value) if isinstance(value, str) else value
+    return out
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _number(text: str):
+    # YAML 1.1 reads `1e-3` as a string (it wants `1.0e-3`); people write it the short way.
+    return float(text) if _NUMBER.match(text.strip()) else text

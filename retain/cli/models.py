@@ -79,7 +79,7 @@ def init_model_command(
     quiet_libraries()
     from retain.errors import UserError
     from retain.models.tiny import TINY_T5_SHRINK, model_from_config_dir
-    from retain.training.config import parse_set
+    from retain.config import parse_set
 
     if not (config / "config.json").is_file():
         raise UserError("no config.json in the config folder", config)

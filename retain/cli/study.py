@@ -92,7 +92,7 @@ def study_command(
     quiet_libraries()
     from retain.io import check_output_folder
     from retain.study.config import load_study_config
-    from retain.training.config import parse_set
+    from retain.config import parse_set
 
     cfg = load_study_config(config, parse_set(set_))
     out = out or Path("runs") / cfg.name

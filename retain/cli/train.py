@@ -26,12 +26,12 @@ from retain.training.config import TrainSettings
 def train_command(**kwargs) -> None:
     """Fine-tune MODEL on TASK with METHOD; writes the model or adapter, config, log and metadata to OUT."""
     quiet_libraries()
+    from retain.config import parse_set, read_yaml
     from retain.errors import UserError
+    from retain.io import check_output_folder
     from retain.methods import make_method
     from retain.training import train
-    from retain.config import read_yaml
-    from retain.io import check_output_folder
-    from retain.training.config import make_settings, parse_set
+    from retain.training.config import make_settings
 
     base = read_yaml(kwargs["config"]) if kwargs["config"] else {}
     unknown = sorted(set(base) - {"model", "target", "task", "method", "settings"})

@@ -135,6 +135,6 @@ def _peft_by_name(name: str, options: Mapping[str, Any]) -> MethodConfig | None:
     key = peft_type_of(name)
     if key is None:
         return None
-    from retain.training.config import validated
+    from retain.config import validated
 
     return validated(PeftMethod, {"peft_type": key, "options": dict(options)}, f"method {name}")

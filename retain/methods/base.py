@@ -25,7 +25,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from retain.errors import UserError
-from retain.training.config import TrainSettings, validated
+from retain.config import validated
+from retain.training.config import TrainSettings
 from retain.training.data import Sample, samples_from_examples
 
 Penalty = Callable[[], torch.Tensor]  # returns a scalar added to the loss of every optimizer step

@@ -17,7 +17,7 @@ from retain.errors import UserError
 from retain.models.loading import AUTOCAST_NAMES, DTYPES
 from retain.models.sources import MODEL_HELP
 from retain.config import read_yaml
-from retain.training.config import validated
+from retain.config import validated
 
 WISE_FT = "wise-ft"
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")

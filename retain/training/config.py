@@ -11,15 +11,13 @@ resolved options and the settings. A run is resumed only into a directory whose 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from retain.config import read_yaml
-from retain.errors import UserError
+from retain.config import read_yaml, validated
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
               "inverse_sqrt")
@@ -103,69 +101,6 @@ class RunConfig(BaseModel):
     def from_yaml(cls, path: str | Path) -> "RunConfig":
         data = read_yaml(path)
         return validated(cls, data, f"{path}")
-
-
-def validated(cls, data: Mapping[str, Any], what: str):
-    """Build a pydantic model, turning validation errors into one-line `UserError`s."""
-    try:
-        return cls(**dict(data))
-    except ValidationError as e:
-        raise UserError(f"{what}: {describe_validation_error(e, cls)}") from None
-    except (TypeError, ValueError) as e:  # raised by hooks outside pydantic's own checks
-        raise UserError(f"{what}: {e}") from None
-
-
-def describe_validation_error(e: ValidationError, cls=None) -> str:
-    """One line per pydantic error, joined with `; ` (unknown options list the known ones)."""
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"])
-        if not loc:  # a check across fields: its message says it all
-            parts.append(err["msg"].removeprefix("Value error, "))
-        elif err["type"] == "extra_forbidden":
-            known = ", ".join(_field_names(cls)) if cls is not None else ""
-            parts.append(f"unknown option {loc!r}" + (f" (options: {known})" if known else ""))
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"{loc}: {msg} (got {err.get('input')!r})")
-    return "; ".join(parts)
-
-
-def _field_names(cls) -> list[str]:
-    names = []
-    for name, info in getattr(cls, "model_fields", {}).items():
-        names.append(info.alias or name)
-    return names
-
-
-def parse_set(items: list[str] | None) -> dict[str, Any]:
-    """Parse `key=value` strings; values are YAML scalars or flow lists (`r=8`, `tasks=[a, b]`).
-
-    Raises:
-        UserError: an item has no `=`.
-    """
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UserError(f"--set expects key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        key = key.strip().replace("-", "_")
-        if not key:
-            raise UserError(f"--set expects key=value, got {item!r}")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        out[key] = _number(value) if isinstance(value, str) else value
-    return out
-
-
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-def _number(text: str):
-    # YAML 1.1 reads `1e-3` as a string (it wants `1.0e-3`); people write it the short way.
-    return float(text) if _NUMBER.match(text.strip()) else text
 
 
 def make_settings(options: Mapping[str, Any] | None = None) -> TrainSettings:
