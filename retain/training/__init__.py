@@ -24,7 +24,6 @@ _EXPORTS = {
     "TrainSettings": "retain.training.config",
     "RunConfig": "retain.training.config",
     "make_settings": "retain.training.config",
-    "parse_set": "retain.training.config",
     "Sample": "retain.training.data",
 }
 
