@@ -162,7 +162,7 @@ class Study:
         record = {"key": key, "name": entry.run_name, "method": method.name, "options": method.options(),
                   "seed": seed, "parent": None, "alpha": None, "model": {"fingerprint": lm.fingerprint},
                   "train_dir": str((run_dir / "train").resolve()), "base_weights_unchanged":
-                  meta.get("base_weights_unchanged"), "cost": cost,
+                  meta.get("base_weights_unchanged"), "cost": cost, **_provenance(settings),
                   "outputs": {n: r.outputs() for n, r in results.items()}}
         atomic_write_json(run_dir / "result.json", record, indent=None)
         self.log(f"  {entry.run_name} (seed {seed}): done in {cost['wall_seconds']:.1f}s")
@@ -189,7 +189,7 @@ class Study:
                     "peak_memory_mb": None, "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
             record = {"key": key, "name": name, "method": WISE_FT, "options": {"alpha": alpha}, "seed": seed,
                       "parent": parent["name"], "alpha": alpha, "model": {"fingerprint": lm.fingerprint},
-                      "cost": cost, "outputs": {n: r.outputs() for n, r in results.items()}}
+                      "cost": cost, **_provenance(None), "outputs": {n: r.outputs() for n, r in results.items()}}
             atomic_write_json(run_dir / "result.json", record, indent=None)
             self.log(f"  {name}: evaluated in {cost['wall_seconds']:.1f}s")
             records.append(record)
@@ -276,3 +276,12 @@ def run_study(config: StudyConfig, out_dir: str | Path, log: Log = print, progre
         render_report(doc, out_dir)
     return doc
 
+
+def _provenance(settings) -> dict:
+    """What a run's result.json records about how it was made: its resolved training settings (None
+    for a derived run), the evaluation settings are in the study's config.yaml beside it, the package
+    versions and the git commit of the code that ran it."""
+    from retain.training.metadata import git_commit, package_versions
+
+    return {"settings": settings.model_dump(mode="json") if settings is not None else None,
+            "versions": package_versions(), "git_commit": git_commit()}

@@ -71,6 +71,12 @@ def test_results_document(finished):
     assert doc["recommendation"]["run"] in names or doc["recommendation"]["closest"]
     for f in ("report.md", "report.html", "config.yaml", "base.json"):
         assert (out / f).is_file()
+    # Each run's result.json says how it was made.
+    full = json.loads((out / "runs" / "full-s0" / "result.json").read_text())
+    assert full["settings"]["learning_rate"] == 1e-3 and full["settings"]["max_steps"] == 6
+    assert full["versions"]["torch"] and "git_commit" in full
+    derived = json.loads((out / "runs" / "full+wise-ft-0.5-s0" / "result.json").read_text())
+    assert derived["settings"] is None and derived["versions"] == full["versions"]
 
 
 def test_rerun_reuses_every_run(finished):
