@@ -11,7 +11,9 @@ here, the decoding is greedy and the summaries short. The test split is never lo
     .venv/bin/python bench/real_model/lr_sweep.py [--rates full=3e-5,1e-4,3e-4 --rates lora=3e-4,1e-3,3e-3]
 
 Writes bench/results/real_model_lr.json (machine info, every run's validation loss and time, the pick).
-Each run is resumable; about 7 minutes per run on the 2-core CPU (six runs: 45 minutes).
+The runs at the study's own rates are the study's runs (trained once, reused from its folder); the
+others go to bench/real_model/out/lr-sweep. Each run is resumable; about 7 minutes per run on the
+2-core CPU.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ def parse_rates(items: list[str] | None) -> dict[str, list[float]]:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rates", action="append", help="METHOD=LR,LR,... (a study method entry name)")
-    p.add_argument("--out", type=Path, default=HERE / "out" / "lr-sweep")
+    p.add_argument("--out", type=Path, default=HERE / "out" / "lr-sweep", help="runs at the other rates")
+    p.add_argument("--study-out", type=Path, default=HERE / "out" / "study",
+                   help="the study's folder: its runs at the study's own rates are reused, not retrained")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     args = p.parse_args(argv)
     os.environ.setdefault("RETAIN_DATA_DIR", str(SHARED / "data"))
@@ -51,23 +55,31 @@ def main(argv=None) -> None:
     from retain.cli import quiet_libraries
     from retain.methods import make_method
     from retain.study.config import load_study_config
+    from retain.study.run import Study
     from retain.training import train
     from retain.training.config import make_settings
 
     quiet_libraries()
     config = load_study_config(HERE / "study.yaml")
+    os.chdir(REPO)  # the study names its probe relative to the repository root
+    study = Study(config, args.study_out, log=lambda *_: None)
+    seed = config.seeds[0]
     entries = {m.run_name: m for m in config.methods}
     rows, picks = [], {}
     for name, rates in parse_rates(args.rates).items():
         entry = entries[name]
+        method = make_method(entry.method, entry.options)
+        settings = study.train_settings(entry, seed)
+        used = settings.learning_rate or method.learning_rate()  # the rate the study trains with
         for lr in rates:
-            settings = make_settings({**config.train, **entry.train, "learning_rate": lr,
-                                      "train_examples": config.target.train_examples, "progress": False})
-            run = train(config.model, config.target.task, make_method(entry.method, entry.options), settings,
-                        args.out / f"{name}-lr{lr:g}")
+            if lr == used:  # the study's own run: trained once, reused here (train() on a finished run)
+                run = train(config.model, study.target.task, method, settings, study.run_dir(name, seed) / "train")
+            else:
+                other = make_settings({**settings.model_dump(), "learning_rate": lr})
+                run = train(config.model, study.target.task, method, other, args.out / f"{name}-lr{lr:g}")
             meta = run.metadata
             rows.append({"method": name, "learning_rate": lr, "validation_loss": meta.get("eval_loss"),
-                         "train_seconds": meta.get("train_seconds"), "reused": run.reused})
+                         "train_seconds": meta.get("train_seconds"), "study_run": lr == used})
             print(f"{name} lr {lr:g}: validation loss {meta.get('eval_loss')}", flush=True)
         scored = [r for r in rows if r["method"] == name and r["validation_loss"] is not None]
         picks[name] = min(scored, key=lambda r: r["validation_loss"])["learning_rate"] if scored else None

@@ -109,10 +109,12 @@ class Study:
 
     # --- runs ----------------------------------------------------------------------------------------
 
-    def _run_dir(self, name: str, seed: int) -> Path:
+    def run_dir(self, name: str, seed: int) -> Path:
+        """The folder of run `name` at `seed` (its training run is under `train/`)."""
         return self.out / "runs" / f"{name}-s{seed}"
 
-    def _train_settings(self, entry: MethodEntry, seed: int):
+    def train_settings(self, entry: MethodEntry, seed: int):
+        """The training settings of `entry` at `seed`: the study's, the entry's own, then the seed."""
         from retain.training.config import make_settings
 
         merged = {"progress": False, **self.config.train, **entry.train, "seed": seed}
@@ -137,8 +139,8 @@ class Study:
         from retain.training import train
 
         method = make_method(entry.method, entry.options)
-        settings = self._train_settings(entry, seed)
-        run_dir = self._run_dir(entry.run_name, seed)
+        settings = self.train_settings(entry, seed)
+        run_dir = self.run_dir(entry.run_name, seed)
         key = sha256_json({"base": base_fp, "method": method.describe(), "settings": settings.model_dump(mode="json"),
                            "target": self.target.task.identity("train", self.config.target.train_examples),
                            "eval": self._eval_identity()})
@@ -174,7 +176,7 @@ class Study:
         records = []
         for alpha in entry.alphas:
             name = f"{parent['name']}+{entry.run_name}-{alpha:g}"
-            run_dir = self._run_dir(name, seed)
+            run_dir = self.run_dir(name, seed)
             key = sha256_json({"parent": parent["key"], "alpha": alpha, "eval": self._eval_identity()})
             saved = self._saved(run_dir, key)
             if saved is not None:
