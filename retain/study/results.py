@@ -20,7 +20,7 @@ def _git_commit() -> str | None:
 
 def _run_entry(study, base: dict, record: dict, budgets: dict[str, float], skilled: set[str]) -> dict:
     st_n, seed = study.settings.n_boot, study.settings.seed
-    results = study._rebuild(record["outputs"])
+    results = study.rebuild(record["outputs"])
     changes = {n: compare.change(base[n], results[n], st_n, seed) for n in study.tasks}
     target = study.target.task.name
     protected = [n for n, t in study.tasks.items() if t.role == "protected" and n in skilled]

@@ -103,7 +103,8 @@ class Study:
             results[name] = evaluate_task(lm, st.task, st.settings, self.cache, progress)
         return results
 
-    def _rebuild(self, outputs: dict[str, dict]) -> dict[str, TaskResult]:
+    def rebuild(self, outputs: dict[str, dict]) -> dict[str, TaskResult]:
+        """Each task's result rebuilt from stored outputs (metrics are recomputed, never stored)."""
         return {name: result_from_outputs(st.task, eval_examples(st.task, st.settings), outputs[name], st.settings)
                 for name, st in self.tasks.items()}
 
