@@ -34,7 +34,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from common import machine_info  # noqa: E402
 
 from real_study.base import RECORD, build_base  # noqa: E402
-from studies import agreement, print_agreement, publish  # noqa: E402
+from studies import run_and_report  # noqa: E402
 
 CONFIG = HERE / "study.yaml"
 PUBLISH = REPO / "docs" / "benchmarks" / "real-study"
@@ -65,8 +65,7 @@ def main(argv=None) -> None:
     from rich.console import Console
 
     from retain.cli import quiet_libraries
-    from retain.cli.study import print_summary, run_with_progress
-    from retain.io import atomic_write_json, read_json
+    from retain.io import read_json
     from retain.study.config import load_study_config
 
     quiet_libraries()
@@ -77,21 +76,8 @@ def main(argv=None) -> None:
     model_dir = build_base(args.flan, args.out, log=console.print)
     timings["stages"]["base_seconds_this_call"] = round(time.perf_counter() - t0, 1)
     timings["stages"]["base_build_seconds"] = read_json(model_dir / RECORD).get("build_seconds")
-    t1 = time.perf_counter()
     config = load_study_config(CONFIG, {"model": str(model_dir)})
-    study_out = args.out / "study"
-    doc = run_with_progress(config, study_out, console)
-    timings["stages"]["study_seconds_this_call"] = round(time.perf_counter() - t1, 1)
-    timings["runs"] = {r["name"]: r.get("cost") for r in doc["runs"]}
-    atomic_write_json(args.out / "timings.json", timings)
-    print_summary(doc, study_out, console)
-    if args.compare_to is not None:
-        rows = agreement(read_json(args.compare_to), doc)
-        print_agreement(rows, args.compare_to, console)
-        atomic_write_json(args.out / "agreement.json", {"compared_to": str(args.compare_to), "rows": rows})
-    elif not args.no_publish:
-        publish(study_out, timings, PUBLISH)
-        console.print(f"published to {PUBLISH}")
+    run_and_report(config, args.out, timings, args.compare_to, args.no_publish, PUBLISH, console)
 
 
 if __name__ == "__main__":
