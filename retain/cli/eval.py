@@ -13,7 +13,7 @@ from rich.table import Table
 
 from retain.cli import app, quiet_libraries
 from retain.cli.options import (batch_size_option, chat_option, device_option, dtype_option, limit_option,
-                                split_option)
+                                max_new_tokens_option, split_option)
 from retain.models.sources import MODEL_HELP
 
 
@@ -26,6 +26,7 @@ def eval_command(
     split: str = split_option(),
     limit: Optional[int] = limit_option(),
     batch_size: int = batch_size_option(),
+    max_new_tokens: Optional[int] = max_new_tokens_option(),
     device: str = device_option(),
     dtype: str = dtype_option(),
     chat: str = chat_option(),
@@ -50,7 +51,7 @@ def eval_command(
     settings = EvalSettings(split=split, limit=limit, batch_size=batch_size, chat=chat, fewshot=fewshot,
                             fewshot_seed=fewshot_seed)
     check_output_file(out)
-    tasks = [get_task(t) for t in task]
+    tasks = [get_task(t).with_max_new_tokens(max_new_tokens) for t in task]
     for t in tasks:
         eval_examples(t, settings)  # reads the data and draws the shots
     lm = LazyModel(model, adapter=adapter, device=device, dtype=dtype, allow_pickle=allow_pickle,

@@ -17,6 +17,11 @@ def limit_option():
     return typer.Option(None, help="The first N examples of each task.")
 
 
+def max_new_tokens_option():
+    return typer.Option(None, "--max-new-tokens", min=1,
+                        help="Cap on generated tokens for generation tasks (default: each task's own).")
+
+
 def batch_size_option():
     return typer.Option(16, help="Prompts per forward pass.")
 

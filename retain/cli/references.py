@@ -11,7 +11,7 @@ from rich.console import Console
 
 from retain.cli import app, quiet_libraries
 from retain.cli.options import (batch_size_option, chat_option, device_option, dtype_option, limit_option,
-                                split_option)
+                                max_new_tokens_option, split_option)
 from retain.models.sources import MODEL_HELP
 
 
@@ -23,6 +23,7 @@ def references_command(
     split: str = split_option(),
     limit: Optional[int] = limit_option(),
     batch_size: int = batch_size_option(),
+    max_new_tokens: Optional[int] = max_new_tokens_option(),
     device: str = device_option(),
     dtype: str = dtype_option(),
     chat: str = chat_option(),
@@ -43,13 +44,14 @@ def references_command(
 
     check_output_folder(out)
     settings = EvalSettings(split=split, limit=limit, batch_size=batch_size, chat=chat, fewshot=0)
-    t = get_task(task)
+    t = get_task(task).with_max_new_tokens(max_new_tokens)
     reference_field(t)
     eval_examples(t, settings)  # reads the data before the model loads
     lm = LazyModel(model, device=device, dtype=dtype)
     records, dropped = self_references(lm, t, settings, EvalCache(cache_dir))
     source = {"model": model, "fingerprint": lm.fingerprint, "model_info": lm.describe(), "task": t.name,
-              "split": split, "limit": limit, "chat": chat, "examples": len(records), "left_out_empty": dropped,
+              "split": split, "limit": limit, "chat": chat,
+              "max_new_tokens": t.max_new_tokens, "examples": len(records), "left_out_empty": dropped,
               "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     data = write_self_references(out, split, records, source)
     note = f" ({len(dropped)} empty answers left out)" if dropped else ""

@@ -48,6 +48,8 @@ class TargetConfig(_Strict):
     train_examples: int | None = Field(None, gt=0, description="Train on the first N training examples.")
     fewshot: int | None = Field(None, ge=0, description="Solved examples in each evaluation prompt (training "
                                                         "stays zero-shot); default: the task's own (0).")
+    max_new_tokens: int | None = Field(None, gt=0, description="Cap on generated tokens when evaluating this task "
+                                                               "(generation tasks); default: the task's own.")
 
 
 class ProtectConfig(_Strict):
@@ -58,6 +60,8 @@ class ProtectConfig(_Strict):
                                                                   "budget), in metric units (metrics lie in [0, 1]).")
     fewshot: int | None = Field(None, ge=0, description="Solved examples in each evaluation prompt, from the "
                                                         "task's train (else validation) split; default: the task's own (0).")
+    max_new_tokens: int | None = Field(None, gt=0, description="Cap on generated tokens when evaluating this task "
+                                                               "(generation tasks); default: the task's own.")
 
 
 class BudgetConfig(_Strict):

@@ -69,14 +69,14 @@ class Study:
 
     def _resolve_tasks(self) -> dict[str, StudyTask]:
         """Every task resolved and its data read before anything runs (bad data fails here)."""
-        target = get_task(self.config.target.task)
+        target = get_task(self.config.target.task).with_max_new_tokens(self.config.target.max_new_tokens)
         if not target.has_split("train"):
             raise UserError(f"target task {target.name} has no 'train' split to fine-tune on")
         # Few-shot is per task and for evaluation only: training reads the target's zero-shot examples.
         tasks = {target.name: StudyTask(target, "target",
                                         settings=replace(self.settings, fewshot=self.config.target.fewshot))}
         for p in self.config.protect:
-            t = get_task(p.task)
+            t = get_task(p.task).with_max_new_tokens(p.max_new_tokens)
             tasks[t.name] = StudyTask(t, "protected", tolerance=p.tolerance,
                                       settings=replace(self.settings, fewshot=p.fewshot))
         for st in tasks.values():

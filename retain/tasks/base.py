@@ -98,6 +98,15 @@ class Task:
         if self.fewshot < 0:
             raise UserError(f"task {self.name}: fewshot must be 0 or more, not {self.fewshot}")
 
+    def with_max_new_tokens(self, max_new_tokens: int | None) -> "Task":
+        """This task generating at most `max_new_tokens` tokens (itself when None or unchanged).
+
+        The length is part of `identity`, so answers cut at another length are never served from the cache.
+        """
+        if max_new_tokens is None or max_new_tokens == self.max_new_tokens:
+            return self
+        return replace(self, max_new_tokens=max_new_tokens)
+
     def has_split(self, split: str) -> bool:
         return split in self.splits
 

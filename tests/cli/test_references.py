@@ -56,3 +56,32 @@ def test_references_refuse_a_task_without_one_text_reference(tmp_path):
     line = one_error_line(retain("references", "-m", "./no-model", "-t", "toy-sentiment", "--out", out))
     assert "instructions:PATH" in line and "toy-sentiment" in line
     assert not out.exists()
+
+
+def test_max_new_tokens_caps_answers_and_keys_the_cache(tmp_path, tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    data, probe, cache = _data(tmp_path), tmp_path / "probe", tmp_path / "cache"
+    res = retain("references", "-m", tiny_llama_dir, "-t", f"instructions:{data}", "--out", probe,
+                 "--cache-dir", cache, "--dtype", "float32", "--max-new-tokens", "3")
+    assert res.returncode == 0, res.stderr
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    written = [json.loads(line)["output"] for line in (probe / "test.jsonl").read_text().splitlines()]
+    assert written and all(len(tok(w, add_special_tokens=False)["input_ids"]) <= 4 for w in written)
+    assert json.loads((probe / "SOURCE.json").read_text())["max_new_tokens"] == 3
+
+    def run(out, *extra):
+        res = retain("eval", "-m", tiny_llama_dir, "-t", f"instructions:{probe}", "--out", tmp_path / out,
+                     "--cache-dir", cache, "--dtype", "float32", *extra)
+        assert res.returncode == 0, res.stderr
+        return json.loads((tmp_path / out).read_text())["tasks"][f"instructions:{probe}"]
+
+    capped = run("capped.json", "--max-new-tokens", "3")
+    assert capped["metrics"][capped["primary"]]["value"] == 1.0  # the same cap: the model scores itself
+    full = run("full.json")  # the task's own length (128): a different cache entry, longer answers
+    assert not full["from_cache"]
+    assert [e["prediction"] for e in full["examples"]] != [e["prediction"] for e in capped["examples"]]
+    assert run("again.json", "--max-new-tokens", "3")["from_cache"]
+    line = one_error_line(retain("eval", "-m", tiny_llama_dir, "-t", f"instructions:{probe}", "--out",
+                                 tmp_path / "bad.json", "--max-new-tokens", "0"))
+    assert "max-new-tokens" in line

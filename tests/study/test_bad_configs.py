@@ -42,6 +42,7 @@ CASES = {
     "unknown split": (good_with(eval={"split": "tset"}), "split"),
     "absurd bootstrap": (good_with(eval={"n_boot": 10**9}), "n_boot"),
     "negative fewshot": (good_with(protect=[{"task": "toy-ner", "fewshot": -1}]), "fewshot"),
+    "zero max_new_tokens": (good_with(protect=[{"task": "toy-ner", "max_new_tokens": 0}]), "max_new_tokens"),
     "duplicate key": (b"model: a/b\n" + good_with(), "'model' appears twice"),
     "duplicate nested key": (b"budget:\n  max_drop: 0.1\n  max_drop: 0.2\n" + good_with(), "max_drop"),
     "UTF-16": (good_with().decode().encode("utf-16"), "UTF-16"),

@@ -76,3 +76,14 @@ def test_study_evaluates_protected_task_few_shot(tiny_t5_dir, tmp_path):
     base = json.loads((tmp_path / "out" / "base.json").read_text())["outputs"]["toy-sentiment"]
     run = json.loads((tmp_path / "out" / "runs" / "full-s0" / "result.json").read_text())["outputs"]["toy-sentiment"]
     assert base["ids"] == run["ids"]
+
+
+def test_max_new_tokens_on_an_entry_caps_that_task_and_keys_it(tmp_path):
+    """`max_new_tokens` on a study entry changes that task's generation length and its cache identity only."""
+    capped = {**GOOD, "protect": [{"task": "toy-ner", "max_new_tokens": 3}, "toy-sentiment"]}
+    cfg = load_study_config(write(tmp_path, capped))
+    study, plain = Study(cfg, tmp_path), Study(StudyConfig(**{**GOOD, "protect": ["toy-ner", "toy-sentiment"]}),
+                                               tmp_path)
+    assert study.tasks["toy-ner"].task.max_new_tokens == 3 != plain.tasks["toy-ner"].task.max_new_tokens
+    keys, plain_keys = study._eval_identity()["tasks"], plain._eval_identity()["tasks"]
+    assert keys["toy-ner"] != plain_keys["toy-ner"] and keys["toy-sentiment"] == plain_keys["toy-sentiment"]
