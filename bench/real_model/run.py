@@ -22,7 +22,9 @@ Stages, each resumable after an interruption (a finished stage or run is not red
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -53,16 +55,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def probe_length(config) -> int | None:
+    """The answer length the study evaluates the probe at (its entry's `max_new_tokens`)."""
+    entry = next(p for p in config.protect if p.task == f"instructions:{PROBE}")
+    return entry.max_new_tokens
+
+
 def make_probe(config, data_dir: Path, threads: int) -> float:
-    """Write the chat-behaviour probe with the installed `retain` command; seconds taken (0 if it exists)."""
-    probe = REPO / PROBE
+    """Write the chat-behaviour probe with the installed `retain` command; seconds taken (0 if it exists).
+
+    A probe made with other settings (prompts, answer length, precision) is made again."""
+    probe, length = REPO / PROBE, probe_length(config)
     if (probe / "test.jsonl").is_file() and (probe / "SOURCE.json").is_file():
-        return 0.0
+        made = json.loads((probe / "SOURCE.json").read_text())
+        if (made.get("limit"), made.get("max_new_tokens"), made.get("model")) == (PROBE_PROMPTS, length, config.model):
+            return 0.0
+        shutil.rmtree(probe)
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "retain", "references", "--model", config.model,
            "--task", f"instructions:{data_dir / 'instructions'}", "--split", "test",
            "--limit", str(PROBE_PROMPTS), "--batch-size", str(config.eval.batch_size),
            "--dtype", config.dtype, "--device", config.device, "--out", str(probe)]
+    if length is not None:
+        cmd += ["--max-new-tokens", str(length)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     subprocess.run(cmd, check=True, cwd=REPO, env=env)
     return round(time.perf_counter() - start, 1)
