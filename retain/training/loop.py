@@ -15,6 +15,7 @@ Run directory layout::
     OUT/train_log.jsonl      one JSON object per log event (loss, lr, grad norm, eval loss)
     OUT/tensorboard/         TensorBoard events (when tensorboard is installed)
     OUT/checkpoints/         checkpoint-N folders while training (removed at the end by default)
+    OUT/steps/step-N/        the model (or adapter) after step N, kept (`keep_at`)
     OUT/config.json, model.safetensors, tokenizer files         (full fine-tuning), or
     OUT/adapter_config.json, adapter_model.safetensors, tokenizer files   (PEFT methods)
     OUT/metadata.json        written last: the run finished
@@ -40,8 +41,8 @@ from retain.models.memory import activation_bytes, is_out_of_memory
 from retain.io import atomic_write_text
 from retain.methods.base import MethodConfig, TrainContext, make_method
 from retain.training import metadata as md
-from retain.training.callbacks import (JsonlLogger, NonFiniteGradGuard, NonFiniteLoss, tensorboard_available,
-                                       tensorboard_callback, truncate_log)
+from retain.training.callbacks import (STEPS_DIR, JsonlLogger, KeepAt, NonFiniteGradGuard, NonFiniteLoss,
+                                       tensorboard_available, tensorboard_callback, truncate_log)
 from retain.training.config import RunConfig, TrainSettings
 from retain.training.data import (Collator, EncodedDataset, Encoder, PackingCollator, attention_span,
                                   packing_honoured, samples_from_examples)
@@ -87,6 +88,10 @@ class TrainResult:
 def load_trained(out_dir: str | Path) -> TrainResult:
     """The `TrainResult` of a finished run directory.
 
+    The trained weights are found in `out_dir` itself, wherever it was trained: a run folder can be
+    moved or copied (metadata.json keeps the paths it was written with; the base model of an adapter
+    is still found where it was).
+
     Raises:
         UserError: the directory holds no finished run.
     """
@@ -94,24 +99,37 @@ def load_trained(out_dir: str | Path) -> TrainResult:
     meta = md.read_metadata(out_dir)
     if meta is None:
         raise UserError("no finished training run here (metadata.json is missing)", out_dir)
-    return TrainResult(out_dir, meta["model_path"], meta["adapter_path"], meta, reused=True)
+    if meta["adapter_path"] is not None:
+        return TrainResult(out_dir, meta["model_path"], str(out_dir), meta, reused=True)
+    return TrainResult(out_dir, str(out_dir), None, meta, reused=True)
 
 
 def _comparable(config: dict) -> dict:
-    settings = {k: v for k, v in config["settings"].items() if k not in RUNTIME_ONLY}
+    # keep_at: [] is left out, so that runs recorded before the setting existed still match.
+    settings = {k: v for k, v in config.get("settings", {}).items()
+                if k not in RUNTIME_ONLY and not (k == "keep_at" and not v)}
     return {**config, "settings": settings}
 
 
-def _check_existing(out_dir: Path, config: RunConfig, resume: bool) -> TrainResult | None:
-    """Return the finished run in `out_dir`, or None to train; refuse a run with another config."""
+def _check_existing(out_dir: Path, config: RunConfig, resume: bool, replace_other: bool) -> TrainResult | None:
+    """Return the finished run in `out_dir`, or None to train; refuse (or, with `replace_other`,
+    delete) a run with another config."""
     wanted = _comparable(config.model_dump(mode="json"))
     meta = md.read_metadata(out_dir)
+    saved = out_dir / CONFIG
     if meta is not None:
-        if _comparable(meta.get("config", {})) != wanted:
+        other = _comparable(meta.get("config", {})) != wanted
+    else:
+        other = resume and saved.is_file() and _comparable(RunConfig.from_yaml(saved).model_dump(mode="json")) != wanted
+    if other and replace_other:
+        log.info("%s holds a run with another config: training again", out_dir)
+        shutil.rmtree(out_dir)
+        return None
+    if meta is not None:
+        if other:
             raise UserError("holds a finished run with a different config; choose another output folder", out_dir)
         return load_trained(out_dir)
-    saved = out_dir / CONFIG
-    if resume and saved.is_file() and _comparable(RunConfig.from_yaml(saved).model_dump(mode="json")) != wanted:
+    if other:
         raise UserError("holds an unfinished run with a different config; delete it, choose another output "
                         "folder, or pass resume=False (--no-resume) to start over", out_dir)
     return None
@@ -132,7 +150,7 @@ def _split(task, settings: TrainSettings):
 
 
 def train(model: str, target, method: MethodConfig | str, settings: TrainSettings | None, out_dir: str | Path,
-          resume: bool = True, callbacks: list | None = None) -> TrainResult:
+          resume: bool = True, callbacks: list | None = None, replace_other: bool = False) -> TrainResult:
     """Fine-tune `model` on `target` with `method`; resumable, and a no-op on a finished run.
 
     Args:
@@ -144,6 +162,8 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
         resume: continue from the last complete checkpoint in `out_dir` if there is one; False
             deletes checkpoints and log of an unfinished run first.
         callbacks: extra `TrainerCallback`s (e.g. for tests).
+        replace_other: a run with another config in `out_dir` is deleted and trained again instead of
+            refused (a study's own run folders, whose settings the user may change).
 
     Returns:
         The `TrainResult`; `result.load()` gives the trained model.
@@ -162,7 +182,7 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
     task = get_task(target) if isinstance(target, str) else target
     out_dir = Path(out_dir)
     config = RunConfig(model=str(model), target=task.name, method=method.describe(), settings=settings)
-    existing = _check_existing(out_dir, config, resume)
+    existing = _check_existing(out_dir, config, resume, replace_other)
     if existing is not None:
         return existing
 
@@ -201,6 +221,7 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
     last = resumable_checkpoint(ckpt_dir) if resume else None
     if not resume:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(out_dir / STEPS_DIR, ignore_errors=True)
         log_path.unlink(missing_ok=True)
     truncate_log(log_path, checkpoint_step(last) if last else 0)
 
@@ -217,6 +238,9 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
         log.warning("tensorboard is not installed: logging to %s only", log_path)
     if precision != "fp16":
         extra_cbs.append(NonFiniteGradGuard())
+    keep = KeepAt(out_dir, settings.keep_at, lm.tokenizer, use_cache) if settings.keep_at else None
+    if keep is not None:
+        extra_cbs.append(keep)
     if packed_row:
         collator = PackingCollator(lm.tokenizer.pad_token_id, packed_row, attention_span(lm.model.config))
     else:
@@ -287,6 +311,7 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
         "train_loss": output.training_loss,
         "eval_loss": eval_loss,
         "resumed_from_step": checkpoint_step(last) if last else None,
+        "kept": keep.kept() if keep is not None else [],
         "precision": precision,
         "gradient_checkpointing": checkpointing,
         "device": str(device),

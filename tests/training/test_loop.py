@@ -216,3 +216,16 @@ def test_out_of_memory_in_training_is_one_line_saying_what_to_change(model_dirs,
     assert "out of memory at step 5" in message and "batch_size" in message and "\n" not in message
     assert last_complete_checkpoint(out / "checkpoints").name == "checkpoint-3"
     assert json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])["reason"] == "out of memory"
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_a_finished_run_folder_can_be_moved(method, model_dirs, tmp_path):
+    """metadata.json keeps the paths it was written with; the weights are found where the folder is now."""
+    from retain.training import load_trained
+
+    run = train(str(model_dirs["llama"]), "toy-ner", method, fast(max_steps=2), tmp_path / "run")
+    (tmp_path / "run").rename(tmp_path / "moved")
+    moved = load_trained(tmp_path / "moved")
+    assert moved.adapter_path == (str(tmp_path / "moved") if method == "lora" else None)
+    assert moved.model_path == (str(model_dirs["llama"]) if method == "lora" else str(tmp_path / "moved"))
+    assert moved.load(dtype="float32").fingerprint != run.metadata["base_fingerprint"]
