@@ -52,7 +52,7 @@ def train_command(**kwargs) -> None:
     method = make_method(name, method_opts)
 
     settings_opts = dict(base.get("settings") or {})
-    settings_opts.update({k: kwargs[k] for k in TrainSettings.model_fields if kwargs.get(k) is not None})
+    settings_opts.update({k: kwargs[k] for k in TrainSettings.model_fields if kwargs.get(k) not in (None, [], ())})
     settings = make_settings(settings_opts)
     check_output_folder(kwargs["out"])
 
@@ -86,8 +86,11 @@ def _settings_parameters() -> list[inspect.Parameter]:
 
 
 def _option_type(annotation):
-    """The plain type of a settings field (Literal -> str, `int | None` -> int)."""
+    """The plain type of a settings field (Literal -> str, `int | None` -> int, `list[float]` -> a
+    repeatable float option)."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is list:
+        return List[_option_type(args[0])]
     if typing.get_origin(annotation) is typing.Literal:
         return str
     if args and typing.get_origin(annotation) is not None:

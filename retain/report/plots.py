@@ -18,7 +18,8 @@ from matplotlib.colors import FuncNorm, LinearSegmentedColormap, to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from retain.report.summary import (ReportData, TaskInfo, change, fmt_delta, fmt_value, is_wise, score,
+from retain.report.summary import (ReportData, TaskInfo, change, fmt_delta, fmt_value, is_checkpoint, is_wise,
+                                   path_label, path_position, score,
                                    violations)
 
 RED, GREEN, GREY, INK = "#c0392b", "#1e8449", "#9aa0a6", "#202124"
@@ -72,16 +73,18 @@ def _unique(name: str, used: set[str]) -> str:
 
 
 def run_colours(data: ReportData) -> dict[str, str]:
-    """One colour per run; a WiSE-FT run takes its parent's colour so its curve reads as one family."""
+    """One colour per run; a derived run (WiSE-FT, checkpoint) takes its parent's colour, lighter the
+    closer it lies to the base, so that its path reads as one family."""
     colours, i = {}, 0
     for r in data.done_runs:
-        if not is_wise(r):
+        if path_position(r) is None:
             colours[r["name"]] = PALETTE[i % len(PALETTE)]
             i += 1
     for r in data.done_runs:
-        if is_wise(r):  # lighter for smaller alpha: closer to the base
+        position = path_position(r)
+        if position is not None:
             parent = colours.get(r["parent"], PALETTE[i % len(PALETTE)])
-            colours[r["name"]] = _lighten(parent, 0.65 * (1 - min(1.0, max(0.0, float(r["alpha"])))))
+            colours[r["name"]] = _lighten(parent, 0.65 * (1 - min(1.0, max(0.0, position))))
     return colours
 
 
@@ -147,8 +150,26 @@ def _task_label(task: TaskInfo) -> str:
     return f"{task.name}\n{task.primary} \u00b7 {note}"
 
 
+PATHS = ((is_wise, ":", "WiSE-FT path (base \u2192 parent)"),
+         (is_checkpoint, "--", "training path (base \u2192 checkpoints \u2192 end)"))
+
+
+def derived_paths(data: ReportData, points: dict[str, tuple[float, float]]) -> list[tuple[str, str, str, list]]:
+    """(line style, legend label, parent, points) of each path the trade-off plot draws: from the base
+    (0, 0) through a parent's WiSE-FT runs (by alpha) or checkpoints (by step) to the parent itself."""
+    paths = []
+    for kind, style, label in PATHS:
+        for parent in dict.fromkeys(r["parent"] for r in data.done_runs if kind(r)):
+            kids = sorted((r for r in data.done_runs if kind(r) and r["parent"] == parent and r["name"] in points),
+                          key=path_position)
+            path = [(0.0, 0.0)] + [points[r["name"]] for r in kids] + ([points[parent]] if parent in points else [])
+            paths.append((style, label, parent, path))
+    return paths
+
+
 def tradeoff_png(data: ReportData) -> bytes | None:
-    """x = mean protected change, y = target gain; Pareto front and WiSE-FT paths drawn as lines."""
+    """x = mean protected change, y = target gain; the Pareto front, WiSE-FT paths and training paths
+    (base, checkpoints, end) drawn as lines."""
     points = {r["name"]: (r["mean_protected_change"], r["target_gain"]) for r in data.done_runs
               if r.get("mean_protected_change") is not None and r.get("target_gain") is not None}
     if not points:
@@ -167,13 +188,11 @@ def tradeoff_png(data: ReportData) -> bytes | None:
                 label="Pareto front")
     elif front:
         ax.plot(*zip(*front), "o", ms=16, color="#555", alpha=0.18, label="Pareto front")
-    wise_label = "WiSE-FT path (base \u2192 parent)"
-    for parent in dict.fromkeys(r["parent"] for r in data.done_runs if is_wise(r)):
-        kids = sorted((r for r in data.done_runs if is_wise(r) and r["parent"] == parent and r["name"] in points),
-                      key=lambda r: r["alpha"])
-        path = [(0.0, 0.0)] + [points[r["name"]] for r in kids] + ([points[parent]] if parent in points else [])
-        ax.plot(*zip(*path), ls=":", lw=1.3, color=colours.get(parent, GREY), zorder=2, label=wise_label)
-        wise_label = None
+    labelled = set()
+    for style, label, parent, path in derived_paths(data, points):
+        ax.plot(*zip(*path), ls=style, lw=1.3, color=colours.get(parent, GREY), zorder=2,
+                label=None if label in labelled else label)
+        labelled.add(label)
     ax.plot([0], [0], "D", color=INK, ms=6, zorder=4)
     ax.annotate("base", (0, 0), xytext=(6, -11), textcoords="offset points", fontsize=8, color=INK)
     lo, hi = min(0.0, *(x for x, _ in points.values())), max(0.0, *(x for x, _ in points.values()))
@@ -182,7 +201,7 @@ def tradeoff_png(data: ReportData) -> bytes | None:
         on_front = name in data.pareto
         ax.plot([x], [y], "o", ms=8 if on_front else 6.5, color=colours[name], zorder=5,
                 mec=INK if on_front else "white", mew=1.4 if on_front else 0.8)
-        label = f"\u03b1={run['alpha']:g}" if is_wise(run) else name
+        label = path_label(run, name)
         if name == data.verdict.run:
             ax.plot([x], [y], "o", ms=15, mfc="none", mec=GREEN if data.verdict.kind == "ok" else "#b9770e",
                     mew=1.6, zorder=6)
@@ -190,7 +209,8 @@ def tradeoff_png(data: ReportData) -> bytes | None:
         left = x > lo + 0.9 * (hi - lo)  # labels near the right edge go left of the point, inside the axes
         ax.annotate(label, (x, y), xytext=(-8 if left else 7, 5), textcoords="offset points", fontsize=8,
                     ha="right" if left else "left",
-                    color=INK if not is_wise(run) else "#444", fontweight="bold" if on_front else "normal")
+                    color=INK if path_position(run) is None else "#444",
+                    fontweight="bold" if on_front else "normal")
     ax.margins(x=0.12, y=0.12)
     target = data.target_task
     ax.set_xlabel("mean change on protected tasks (primary metric; right is better)")

@@ -81,6 +81,9 @@ class Run(_Open):
     error: str | None = None
     parent: str | None = None
     alpha: Number = None
+    step: int | None = None
+    of_steps: int | None = None
+    point: Number = None
     change: dict[str, Change] | None = None
     scores: dict[str, dict[str, Value]] | None = None
     cost: Cost | None = None

@@ -19,7 +19,8 @@ MATRIX_LEGEND = ("* significant (95% CI excludes 0).  \u2717 over the forgetting
                  "\u2605 on the Pareto front.  Italic / grey: the base is at chance on that task.")
 TRADEOFF_NOTE = ("Each point is a run: right is less forgetting, up is more target gain. The Pareto front "
                  "(runs no other run beats on both) is the shaded line; WiSE-FT runs of one parent are "
-                 "joined from the base (\u03b1=0) to the parent (\u03b1=1).")
+                 "joined from the base (\u03b1=0) to the parent (\u03b1=1), and a run's checkpoints from the "
+                 "base through each step to the end of its training (dashed).")
 TASKS_NOTE = "Primary metric per run with 95% CI; the dashed line is the base model (shaded: its CI)."
 FORGOTTEN_NOTE = ("Examples the base model got right and a run got wrong (base score \u2265 0.5, run lower by "
                   "\u2265 0.5), worst first. The table counts them per run as forgotten / learned (learned: the "

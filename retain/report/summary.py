@@ -181,6 +181,30 @@ def is_wise(run: dict) -> bool:
     return run.get("parent") is not None and run.get("alpha") is not None
 
 
+def is_checkpoint(run: dict) -> bool:
+    """A model kept part-way through its parent's training (`checkpoints:` in the study)."""
+    return run.get("parent") is not None and run.get("step") is not None
+
+
+def path_position(run: dict) -> float | None:
+    """Where a derived run lies between the base (0) and its parent (1): WiSE-FT's alpha, or the
+    checkpoint's share of the parent's steps; None for a run that is not derived."""
+    if is_wise(run):
+        return float(run["alpha"])
+    if is_checkpoint(run) and run.get("of_steps"):
+        return run["step"] / run["of_steps"]
+    return None
+
+
+def path_label(run: dict, name: str) -> str:
+    """How the trade-off plot labels a point: alpha on a WiSE-FT path, the step on a training path."""
+    if is_wise(run):
+        return f"\u03b1={run['alpha']:g}"
+    if is_checkpoint(run):
+        return f"step {run['step']}"
+    return name
+
+
 def budget_text(budget: dict | None) -> str:
     if not budget or budget.get("max_drop") is None:
         return DASH

@@ -18,6 +18,7 @@ from retain.models.loading import AUTOCAST_NAMES, DTYPES
 from retain.models.sources import MODEL_HELP
 from retain.config import read_yaml
 from retain.config import validated
+from retain.training.config import points_of_training
 
 WISE_FT = "wise-ft"
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
@@ -25,7 +26,8 @@ DTYPE_NAMES = ("auto", *DTYPES, *AUTOCAST_NAMES)
 
 # Names become folder names and report text, so they are data, never paths or markup: letters,
 # digits, '.', '_' and '-', starting with a letter or digit. '+' is left out on purpose: derived
-# WiSE-FT runs are named PARENT+NAME-ALPHA, so they can never collide with a run the user named.
+# runs are named PARENT+NAME-ALPHA (WiSE-FT) and PARENT+step-N (checkpoints), so they can never collide
+# with a run the user named.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 
@@ -33,7 +35,7 @@ def check_name(value: str, what: str) -> str:
     """`value` if it is a safe run or study name, else a ValueError saying what is allowed."""
     if not NAME_PATTERN.fullmatch(value) or ".." in value:
         raise ValueError(f"{what} {value!r} is not allowed: use up to 80 letters, digits, '.', '_' and '-', "
-                         "starting with a letter or digit ('+' is reserved for derived wise-ft runs)")
+                         "starting with a letter or digit ('+' is reserved for derived runs)")
     return value
 
 
@@ -81,6 +83,9 @@ class MethodEntry(_Strict):
     train: dict[str, Any] = Field(default_factory=dict, description="Training settings for this run only.")
     of: str | None = Field(None, description="wise-ft: the run to interpolate with the base.")
     alphas: list[float] | None = Field(None, description="wise-ft: interpolation weights (0 = base, 1 = tuned).")
+    checkpoints: list[float] | None = Field(None, description="Keep the model at these points of training "
+                                            "(fractions of all steps, 0 < x < 1, or step numbers) and evaluate "
+                                            "each as the derived run NAME+step-N: the forgetting trajectory.")
 
     @property
     def run_name(self) -> str:
@@ -91,6 +96,11 @@ class MethodEntry(_Strict):
     def _safe_name(cls, name: str | None) -> str | None:
         return None if name is None else check_name(name, "run name")
 
+    @field_validator("checkpoints")
+    @classmethod
+    def _points(cls, points: list[float] | None) -> list[float] | None:
+        return None if points is None else points_of_training(points)
+
     @model_validator(mode="after")
     def _wise_ft_fields(self):
         if self.method == WISE_FT:
@@ -100,6 +110,8 @@ class MethodEntry(_Strict):
                 raise ValueError("wise-ft needs 'alphas', a list of numbers in [0, 1]")
             if len(set(self.alphas)) != len(self.alphas):
                 raise ValueError(f"alphas {self.alphas} repeat a value: each alpha is one run")
+            if self.checkpoints:
+                raise ValueError("wise-ft trains nothing, so it has no checkpoints")
         elif self.of is not None or self.alphas is not None:
             raise ValueError("'of' and 'alphas' are for wise-ft only")
         return self

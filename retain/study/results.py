@@ -30,7 +30,8 @@ def _run_entry(study, base: dict, record: dict, budgets: dict[str, float], skill
             forgotten[n], counts[n] = compare.forgotten(base[n], results[n], study.config.eval.forgotten_examples)
     run = {
         "name": record["name"], "method": record["method"], "options": record["options"], "seed": record["seed"],
-        "parent": record.get("parent"), "alpha": record.get("alpha"), "status": "done", "error": None,
+        "parent": record.get("parent"), "alpha": record.get("alpha"), "step": record.get("step"),
+        "of_steps": record.get("of_steps"), "point": record.get("point"), "status": "done", "error": None,
         "model": record["model"], "base_weights_unchanged": record.get("base_weights_unchanged"),
         "scores": {n: r.metrics for n, r in results.items()},
         "change": changes,
@@ -62,7 +63,8 @@ def assemble(study, base: dict, skills: dict, records: list[dict], failed: list[
         if r["key"] not in study.run_entries:
             study.run_entries[r["key"]] = _run_entry(study, base, r, budgets, skilled)
         runs.append(study.run_entries[r["key"]])
-    runs += [{**f, "parent": None, "alpha": None, "options": {}, "target_gain": None,
+    runs += [{**f, "parent": None, "alpha": None, "step": None, "of_steps": None, "point": None, "options": {},
+              "target_gain": None,
               "mean_protected_change": None, "within_budget": False, "budget_violations": []} for f in failed]
     target = study.target
     return {

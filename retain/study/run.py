@@ -119,6 +119,8 @@ class Study:
         from retain.training.config import make_settings
 
         merged = {"progress": False, **self.config.train, **entry.train, "seed": seed}
+        if entry.checkpoints:
+            merged["keep_at"] = entry.checkpoints
         if self.config.target.train_examples is not None:
             merged.setdefault("train_examples", self.config.target.train_examples)
         if self.config.device != "auto":
@@ -142,16 +144,20 @@ class Study:
         method = make_method(entry.method, entry.options)
         settings = self.train_settings(entry, seed)
         run_dir = self.run_dir(entry.run_name, seed)
-        key = sha256_json({"base": base_fp, "method": method.describe(), "settings": settings.model_dump(mode="json"),
+        # keep_at: [] is left out of the key, so that runs from before checkpoints existed are reused.
+        dumped = settings.model_dump(mode="json", exclude=None if settings.keep_at else {"keep_at"})
+        key = sha256_json({"base": base_fp, "method": method.describe(), "settings": dumped,
                            "target": self.target.task.identity("train", self.config.target.train_examples),
                            "eval": self._eval_identity()})
         saved = self._saved(run_dir, key)
         if saved is not None:
             self.log(f"  {entry.run_name} (seed {seed}): already done, reusing {run_dir}")
-            return saved
+            # The folder may have moved since (a copied study): derived runs read the weights from here.
+            return {**saved, "train_dir": str((run_dir / "train").resolve())}
         self.log(f"  {entry.run_name} (seed {seed}): training {method.name} ...")
         t0 = time.perf_counter()
-        tr = train(self.config.model, self.target.task, method, settings, run_dir / "train")
+        # The study owns its run folders: a run whose settings changed is trained again, not refused.
+        tr = train(self.config.model, self.target.task, method, settings, run_dir / "train", replace_other=True)
         lm = LazyModel(tr.model_path, adapter=tr.adapter_path, device=self.config.device, dtype=self.config.dtype)
         results = self._evaluate(lm, entry.run_name)
         meta = tr.metadata
@@ -164,7 +170,8 @@ class Study:
                 "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
         record = {"key": key, "name": entry.run_name, "method": method.name, "options": method.options(),
                   "seed": seed, "parent": None, "alpha": None, "model": {"fingerprint": lm.fingerprint},
-                  "train_dir": str((run_dir / "train").resolve()), "base_weights_unchanged":
+                  "train_dir": str((run_dir / "train").resolve()), "steps": meta["steps"],
+                  "kept": meta.get("kept", []), "base_weights_unchanged":
                   meta.get("base_weights_unchanged"), "cost": cost, **_provenance(settings),
                   "outputs": {n: r.outputs() for n, r in results.items()}}
         atomic_write_json(run_dir / "result.json", record, indent=None)
@@ -193,6 +200,41 @@ class Study:
             record = {"key": key, "name": name, "method": WISE_FT, "options": {"alpha": alpha}, "seed": seed,
                       "parent": parent["name"], "alpha": alpha, "model": {"fingerprint": lm.fingerprint},
                       "cost": cost, **_provenance(None), "outputs": {n: r.outputs() for n, r in results.items()}}
+            atomic_write_json(run_dir / "result.json", record, indent=None)
+            self.log(f"  {name}: evaluated in {cost['wall_seconds']:.1f}s")
+            records.append(record)
+        return records
+
+    def _checkpoint_runs(self, parent: dict, seed: int) -> list[dict]:
+        """The checkpoints kept while `parent` trained (`checkpoints:`), each evaluated as a derived run."""
+        from retain.models.loading import LazyModel
+        from retain.training.loop import load_trained
+
+        records = []
+        for kept in parent.get("kept", []):
+            name, step = f"{parent['name']}+step-{kept['step']}", kept["step"]
+            run_dir = self.run_dir(name, seed)
+            key = sha256_json({"parent": parent["key"], "step": step, "eval": self._eval_identity()})
+            saved = self._saved(run_dir, key)
+            if saved is not None:
+                records.append(saved)
+                continue
+            t0 = time.perf_counter()
+            trained = load_trained(parent["train_dir"])
+            folder = str(Path(parent["train_dir"]) / kept["path"])
+            lm = (LazyModel(trained.model_path, adapter=folder, device=self.config.device, dtype=self.config.dtype)
+                  if trained.adapter_path else LazyModel(folder, device=self.config.device, dtype=self.config.dtype))
+            results = self._evaluate(lm, name)
+            # Its training is the first `step` of the parent's steps: that share of the parent's cost.
+            share = step / parent["steps"]
+            pc = parent["cost"]
+            cost = {**pc, "wall_seconds": round(time.perf_counter() - t0, 3),
+                    "train_seconds": round(pc["train_seconds"] * share, 3) if pc.get("train_seconds") else None,
+                    "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
+            record = {"key": key, "name": name, "method": parent["method"], "options": parent["options"],
+                      "seed": seed, "parent": parent["name"], "alpha": None, "step": step, "of_steps": parent["steps"],
+                      "point": kept["point"], "model": {"fingerprint": lm.fingerprint}, "cost": cost,
+                      **_provenance(None), "outputs": {n: r.outputs() for n, r in results.items()}}
             atomic_write_json(run_dir / "result.json", record, indent=None)
             self.log(f"  {name}: evaluated in {cost['wall_seconds']:.1f}s")
             records.append(record)
@@ -244,6 +286,13 @@ class Study:
                     self.log(f"  {entry.run_name} (seed {seed}): FAILED: {e}")
                     failed.append({"name": entry.run_name, "method": entry.method, "seed": seed,
                                    "status": "failed", "error": str(e)})
+                if entry.run_name in by_name:
+                    try:
+                        records += self._checkpoint_runs(by_name[entry.run_name], seed)
+                    except UserError as e:
+                        self.log(f"  {entry.run_name} (seed {seed}): checkpoints FAILED: {e}")
+                        failed.append({"name": f"{entry.run_name}+checkpoints", "method": entry.method,
+                                       "seed": seed, "status": "failed", "error": str(e)})
                 self._write(base, skills, records, failed, created, finished=False)
             for entry in self.config.methods:
                 if entry.method == WISE_FT and entry.of in by_name:

@@ -1,4 +1,5 @@
-"""Trainer callbacks and guards: the JSONL training log, TensorBoard, and the non-finite loss stop.
+"""Trainer callbacks and guards: the JSONL training log, TensorBoard, the non-finite loss stop, and the
+models kept at chosen points of training (`keep_at`).
 
 `train_log.jsonl` gets one JSON object per Trainer log event (training loss, learning rate, grad
 norm, validation loss, ...) with the optimizer step, epoch and wall-clock time. Lines are appended
@@ -11,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -103,6 +106,66 @@ def read_log(path: str | Path) -> list[dict]:
             except ValueError:
                 continue
     return out
+
+
+STEPS_DIR = "steps"
+
+
+def kept_steps(points: list[float], total_steps: int) -> dict[int, float]:
+    """{optimizer step: the point asked for} for each point of training before the last step.
+
+    A fraction x becomes step round(x * total_steps) (at least 1); a whole number is a step. Points
+    at or past the last step are the finished model itself and are not kept twice.
+    """
+    steps: dict[int, float] = {}
+    for x in points:
+        step = max(1, round(x * total_steps)) if x < 1 else int(x)
+        if step < total_steps:
+            steps.setdefault(step, x)
+    return steps
+
+
+def step_dir(out_dir: str | Path, step: int) -> Path:
+    return Path(out_dir) / STEPS_DIR / f"step-{step}"
+
+
+class KeepAt(TrainerCallback):
+    """Writes the model (or, for PEFT methods, the adapter) after chosen optimizer steps to
+    `OUT/steps/step-N`, with the tokenizer: each a model folder that `load_model` reads.
+
+    The folder is written under a temporary name and renamed into place, so it is complete or absent.
+    It is written at the end of the step, before that step's resumable checkpoint: a run resumed from
+    a checkpoint at or after step N has step N's folder already.
+    """
+
+    def __init__(self, out_dir: str | Path, points: list[float], tokenizer, use_cache: bool | None):
+        self.out_dir, self.points, self.tokenizer, self.use_cache = Path(out_dir), points, tokenizer, use_cache
+        self.steps: dict[int, float] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.steps = kept_steps(self.points, state.max_steps)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if step not in self.steps or step_dir(self.out_dir, step).is_dir():
+            return
+        final, tmp = step_dir(self.out_dir, step), self.out_dir / STEPS_DIR / f".step-{step}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        config = getattr(model, "config", None)
+        saved_use_cache = getattr(config, "use_cache", None)
+        if config is not None and self.use_cache is not None:
+            config.use_cache = self.use_cache  # the Trainer turns the KV cache off; the kept model generates
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+        finally:
+            if config is not None and self.use_cache is not None:
+                config.use_cache = saved_use_cache
+        self.tokenizer.save_pretrained(tmp)
+        os.replace(tmp, final)
+
+    def kept(self) -> list[dict]:
+        """What metadata.json records: each point, its step and its folder (relative to OUT)."""
+        return [{"point": x, "step": step, "path": f"{STEPS_DIR}/step-{step}"} for step, x in sorted(self.steps.items())]
 
 
 def tensorboard_available() -> bool:

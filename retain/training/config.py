@@ -57,6 +57,9 @@ class TrainSettings(BaseModel):
     save_steps: int = Field(200, gt=0, description="Write a resumable checkpoint every N optimizer steps.")
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept on disk while training.")
     keep_checkpoints: bool = Field(False, description="Keep the checkpoints after a run finishes.")
+    keep_at: list[float] = Field(default_factory=list, description="Also keep the model at these points of "
+                                 "training: fractions of all steps (0 < x < 1) or step numbers (whole, >= 1); "
+                                 "written to OUT/steps/step-N (the adapter only, for PEFT methods).")
     eval_steps: int | None = Field(None, gt=0, description="Validation loss every N steps (default: save_steps; "
                                                            "always once at the end).")
     logging_steps: int = Field(10, gt=0, description="Log loss, learning rate and grad norm every N steps.")
@@ -76,12 +79,27 @@ class TrainSettings(BaseModel):
             raise ValueError(f"unknown scheduler {v!r} (use one of {', '.join(SCHEDULERS)})")
         return v
 
+    @field_validator("keep_at")
+    @classmethod
+    def _points_of_training(cls, points: list[float]) -> list[float]:
+        return points_of_training(points)
+
     @field_validator("warmup")
     @classmethod
     def _warmup_steps_whole(cls, v: float) -> float:
         if v >= 1 and v != int(v):
             raise ValueError("warmup >= 1 is a number of steps and must be whole")
         return v
+
+
+def points_of_training(points: list[float]) -> list[float]:
+    """`points` sorted, if each is a fraction of training (0 < x < 1) or a whole step number; else ValueError."""
+    for x in points:
+        if not x > 0 or (x >= 1 and x != int(x)):
+            raise ValueError(f"{x} is neither a fraction of training (0 < x < 1) nor a whole step number")
+    if len(set(points)) != len(points):
+        raise ValueError(f"{points} repeats a point")
+    return sorted(points)
 
 
 class RunConfig(BaseModel):

@@ -35,6 +35,7 @@ def test_train_lora_writes_the_layout_and_is_reused(tiny_llama_dir, tmp_path, ca
     assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()
             if "loss" in json.loads(line)] == [1, 2, 3]
     assert "done: 3 steps" in stdout
+    assert meta["kept"] == []
 
     # The saved config.yaml repeats the run; the finished folder is detected, not retrained.
     code, _, err = run_cli(["train", "--config", str(out / "config.yaml"), "--out", str(out)], capsys)
@@ -53,6 +54,16 @@ def test_train_full_from_a_config_file(tiny_t5_dir, tmp_path, capsys):
         <= {p.name for p in out.iterdir()}
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["config"]["settings"]["max_steps"] == 2 and meta["config"]["settings"]["eval_examples"] == 0
+
+
+def test_keep_at_from_the_command_line(tiny_llama_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", "--model", str(tiny_llama_dir), "--task", "toy-ner", *FAST, "--keep-at", "1",
+                            "--keep-at", "0.67", "--out", str(out)], capsys)
+    assert code == 0, err
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["config"]["settings"]["keep_at"] == [0.67, 1] and [k["step"] for k in meta["kept"]] == [1, 2]
+    assert {p.name for p in (out / "steps").iterdir()} == {"step-1", "step-2"}
     assert meta["adapter_path"] is None and meta["model_path"] == str(out)
 
 
@@ -64,6 +75,7 @@ def test_train_full_from_a_config_file(tiny_t5_dir, tmp_path, capsys):
     (["--method", "lora", "--set", "r"], "--set expects key=value"),
     (["--batch-size", "0"], "batch_size"),
     (["--task", "toy-ner", "--train-examples", "-3"], "train_examples"),
+    (["--keep-at", "2.5"], "keep_at"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(args, message, tiny_llama_dir, tmp_path, capsys):
     base = ["train", "--model", str(tiny_llama_dir), "--task", "toy-ner", "--out", str(tmp_path / "x")]

@@ -1,0 +1,123 @@
+"""`checkpoints:` in a study: the forgetting trajectory. Each kept checkpoint is a derived run, evaluated
+like any other, drawn on its parent's training path, considered by the recommendation, and served from
+disk on a rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from retain.errors import UserError
+from retain.evaluation.runner import EvalSettings, evaluate
+from retain.models import load_model
+from retain.report.plots import derived_paths
+from retain.report.summary import load
+from retain.study import verdict
+from retain.study.config import StudyConfig, load_study_config
+from retain.study.run import run_study
+from retain.tasks import get_task
+
+
+def config_dict(model_dir) -> dict:
+    return {
+        "name": "trajectory", "model": str(model_dir),
+        "target": {"task": "toy-summarize", "train_examples": 32},
+        "protect": ["toy-ner", "toy-sentiment"],
+        "methods": [{"method": "full", "checkpoints": [0.25, 0.5]},
+                    {"method": "lora", "options": {"r": 2, "dropout": 0.0}, "checkpoints": [3]}],
+        "train": {"max_steps": 4, "batch_size": 8, "eval_examples": 4, "save_steps": 2, "learning_rate": 3e-3},
+        "eval": {"limit": 8, "batch_size": 8, "n_boot": 100},
+    }
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_llama_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    os.environ["RETAIN_CACHE_DIR"] = str(out / "cache")
+    try:
+        doc = run_study(StudyConfig(**config_dict(tiny_llama_dir)), out / "out", log=lambda _: None)
+        again: list[str] = []
+        doc2 = run_study(StudyConfig(**config_dict(tiny_llama_dir)), out / "out", log=again.append)
+    finally:
+        os.environ.pop("RETAIN_CACHE_DIR", None)
+    return out / "out", doc, doc2, again
+
+
+def test_each_checkpoint_is_a_derived_run(finished):
+    out, doc, _, _ = finished
+    runs = {r["name"]: r for r in doc["runs"]}
+    assert list(runs) == ["full", "full+step-1", "full+step-2", "lora", "lora+step-3"]
+    for name, parent, step, point in (("full+step-1", "full", 1, 0.25), ("full+step-2", "full", 2, 0.5),
+                                      ("lora+step-3", "lora", 3, 3)):
+        r = runs[name]
+        assert (r["parent"], r["step"], r["of_steps"], r["point"], r["alpha"]) == (parent, step, 4, point, None)
+        assert r["method"] == runs[parent]["method"] and r["status"] == "done"
+        assert r["cost"]["train_seconds"] == pytest.approx(runs[parent]["cost"]["train_seconds"] * step / 4, abs=1e-3)
+        assert r["within_budget"] in (True, False) and r["target_gain"] is not None
+    assert runs["full"]["step"] is None and runs["lora"]["parent"] is None
+    # Different points of training are different models.
+    assert len({runs[n]["model"]["fingerprint"] for n in runs}) == len(runs)
+    train = out / "runs" / "full-s0" / "train"
+    assert {p.name for p in (train / "steps").iterdir()} == {"step-1", "step-2"}
+    lora_step = out / "runs" / "lora-s0" / "train" / "steps" / "step-3"
+    assert (lora_step / "adapter_config.json").is_file() and not (lora_step / "model.safetensors").exists()
+
+
+def test_a_checkpoint_scores_as_its_model_evaluated_on_its_own(finished, tiny_llama_dir):
+    out, doc, _, _ = finished
+    run = next(r for r in doc["runs"] if r["name"] == "full+step-2")
+    lm = load_model(str(out / "runs" / "full-s0" / "train" / "steps" / "step-2"))
+    direct = evaluate(lm, [get_task("toy-ner")], EvalSettings(limit=8, batch_size=8, n_boot=100), cache=None)
+    assert direct["tasks"]["toy-ner"]["metrics"] == run["scores"]["toy-ner"]
+
+
+def test_the_recommendation_and_the_plot_consider_checkpoints(finished):
+    _, doc, _, _ = finished
+    assert doc["recommendation"] == verdict.recommend(doc["runs"])
+    assert doc["pareto"] == verdict.pareto_front(doc["runs"])
+    data = load(doc)
+    points = {r["name"]: (r["mean_protected_change"], r["target_gain"]) for r in doc["runs"]}
+    paths = {parent: (style, path) for style, _, parent, path in derived_paths(data, points)}
+    assert paths["full"] == ("--", [(0.0, 0.0), points["full+step-1"], points["full+step-2"], points["full"]])
+    assert paths["lora"] == ("--", [(0.0, 0.0), points["lora+step-3"], points["lora"]])
+
+
+def test_a_rerun_reuses_every_run_and_checkpoint(finished):
+    out, doc, doc2, again = finished
+    assert [r["scores"] for r in doc2["runs"]] == [r["scores"] for r in doc["runs"]]
+    assert not any("evaluated in" in line or "training" in line for line in again)
+    assert json.loads((out / "results.json").read_text()) == doc2
+
+
+def test_changed_checkpoints_retrain_that_run_only(finished, tiny_llama_dir, tmp_path):
+    """The study owns its run folders: new checkpoints on an entry train it again; the others are reused."""
+    out, _, _, _ = finished
+    cfg = config_dict(tiny_llama_dir)
+    cfg["methods"][1]["checkpoints"] = [2]
+    os.environ["RETAIN_CACHE_DIR"] = str(out.parent / "cache")
+    logs: list[str] = []
+    try:
+        doc = run_study(StudyConfig(**cfg), out, log=logs.append, report=False)
+    finally:
+        os.environ.pop("RETAIN_CACHE_DIR", None)
+    assert [r["name"] for r in doc["runs"]] == ["full", "full+step-1", "full+step-2", "lora", "lora+step-2"]
+    assert any("lora (seed 0): training" in line for line in logs)
+    assert not any("full (seed 0): training" in line for line in logs)
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"method": "full", "checkpoints": [1.5]}, "1.5"),
+    ({"method": "full", "checkpoints": [0.5, 0.5]}, "repeats"),
+    ({"method": "wise-ft", "of": "full", "alphas": [0.5], "checkpoints": [0.5]}, "no checkpoints"),
+])
+def test_bad_checkpoints_name_the_entry(entry, expected, tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"model": "m", "target": "toy-summarize", "protect": ["toy-ner"],
+                                    "methods": ["full", entry] if entry["method"] == "wise-ft" else [entry]}))
+    with pytest.raises(UserError) as e:
+        load_study_config(path)
+    message = str(e.value)
+    assert str(path) in message and "checkpoints" in message and expected in message and "\n" not in message
