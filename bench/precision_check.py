@@ -91,6 +91,7 @@ def check_eval(limit: int, batch_size: int, families: list[str], precisions: lis
 
 
 def check_train(steps: int, batch_size: int, max_source_length: int) -> dict:
+    from retain.methods import make_method
     from retain.training import TrainSettings, train
 
     curves, meta = {}, {}
@@ -99,7 +100,7 @@ def check_train(steps: int, batch_size: int, max_source_length: int) -> dict:
                                  train_examples=steps * batch_size, precision=precision, progress=False,
                                  save_steps=10_000, learning_rate=1e-4, max_source_length=max_source_length)
         with tempfile.TemporaryDirectory() as tmp:
-            result = train(MODEL, f"summarization:{DATA / 'summarization'}", "full", settings, Path(tmp) / "run")
+            result = train(MODEL, f"summarization:{DATA / 'summarization'}", make_method("full"), settings, Path(tmp) / "run")
             log = [json.loads(line) for line in (Path(tmp) / "run" / "train_log.jsonl").read_text().splitlines()]
         curves[precision] = [e["loss"] for e in log if "loss" in e and "eval_loss" not in e]
         meta[precision] = {k: result.metadata[k] for k in ("precision", "train_loss", "train_seconds",

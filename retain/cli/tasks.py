@@ -20,7 +20,7 @@ def tasks_command() -> None:
     for col in ("name", "kind", "metric", "splits", "description"):
         table.add_column(col)
     for name in base.task_names():
-        task = base._TASKS[name]()
+        task = base.TASK_FACTORIES[name]()
         table.add_row(name, task.kind, task.metric, ",".join(task.splits), task.description)
     console.print(table)
     fam = Table(title="File-backed families (write FAMILY:PATH, e.g. sentiment:data/sentiment/test.jsonl)")

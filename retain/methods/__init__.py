@@ -8,8 +8,6 @@ from retain.methods.base import (  # noqa: F401
     MethodConfig,
     TrainContext,
     make_method,
-    method_class,
-    method_from_dict,
     method_names,
     register_fallback,
     register_method,
@@ -18,4 +16,4 @@ from retain.methods.base import (  # noqa: F401
 # Modules that register methods where they are defined.
 from retain.methods import adapters, full, lora  # noqa: E402,F401
 from retain.methods import ewc, l2sp, multitask, replay, wise_ft  # noqa: E402,F401
-from retain.methods.wise_ft import ModelRef, save_wise_ft, wise_ft_model, wise_ft_models  # noqa: E402,F401
+from retain.methods.wise_ft import ModelRef, save_wise_ft, wise_ft_model  # noqa: E402,F401

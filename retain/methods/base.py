@@ -17,7 +17,6 @@ options)` builds one from what the user typed. Names no method claims can be res
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -26,57 +25,14 @@ from pydantic import BaseModel, ConfigDict
 
 from retain.errors import UserError
 from retain.config import validated
-from retain.training.config import TrainSettings
-from retain.training.data import Sample, samples_from_examples
-
-Penalty = Callable[[], torch.Tensor]  # returns a scalar added to the loss of every optimizer step
-
-
-@dataclass
-class TrainContext:
-    """What a method's hooks may use.
-
-    Attributes:
-        base: the base model as loaded (`LoadedModel`: model, tokenizer, is_seq2seq), before
-            `prepare_model`; self-replay generates with it.
-        target: the target task.
-        settings: the training settings.
-        target_samples: the target task's training samples (validation slice already removed).
-        out_dir: the run directory.
-    """
-
-    base: Any
-    target: Any
-    settings: TrainSettings
-    target_samples: list[Sample]
-    out_dir: Path
-
-    @property
-    def tokenizer(self):
-        return self.base.tokenizer
-
-    @property
-    def is_seq2seq(self) -> bool:
-        return self.base.is_seq2seq
-
-    def task_samples(self, spec: str, limit: int | None = None, splits: tuple[str, ...] = ("train",)) -> list[Sample]:
-        """Samples of another task (by spec), from the first of `splits` it has.
-
-        Raises:
-            UserError: unknown task, or none of `splits` exists (test data is never trained on).
-        """
-        from retain.tasks import get_task
-
-        task = get_task(spec)
-        for split in splits:
-            if task.has_split(split):
-                return samples_from_examples(task.examples(split, limit), task.name)
-        raise UserError(f"task {task.name} has no {' or '.join(repr(s) for s in splits)} split to train on "
-                        f"(it has: {', '.join(task.splits)})")
-
+from retain.training.data import Sample
+from retain.training.hooks import Penalty, TrainContext  # noqa: F401  (part of this module's interface)
 
 class MethodConfig(BaseModel):
-    """Base of every method config; subclasses add typed fields and override hooks."""
+    """Base of every method config; subclasses add typed fields and override hooks.
+
+    It is what `retain.training.hooks.TrainingMethod` asks of a method; the loop knows only that.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True)
 
@@ -140,12 +96,6 @@ def method_names() -> list[str]:
     return sorted(_METHODS)
 
 
-def method_class(name: str) -> type[MethodConfig] | None:
-    import retain.methods  # noqa: F401
-
-    return _METHODS.get(name.strip().lower())
-
-
 def make_method(name: str, options: Mapping[str, Any] | None = None) -> MethodConfig:
     """Build a validated method config from its name and options.
 
@@ -172,11 +122,3 @@ def make_method(name: str, options: Mapping[str, Any] | None = None) -> MethodCo
             return found
     raise UserError(f"unknown method {name!r} (known: {', '.join(sorted(_METHODS))}; "
                     "or any PEFT method by name, e.g. ia3, prompt_tuning)")
-
-
-def method_from_dict(data: Mapping[str, Any]) -> MethodConfig:
-    """Inverse of `MethodConfig.describe()`."""
-    data = dict(data)
-    if "name" not in data:
-        raise UserError("method config has no 'name'")
-    return make_method(str(data.pop("name")), data)

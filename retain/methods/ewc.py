@@ -22,7 +22,7 @@ from retain.errors import UserError
 from retain.methods.base import MethodConfig, Penalty, TrainContext, register_method
 from retain.methods.l2sp import AnchorPenalty, trainable
 from retain.training.data import Collator, Encoder, Sample
-from retain.training.trainer import token_loss
+from retain.training.loss import token_loss
 
 
 @register_method

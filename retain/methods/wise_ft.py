@@ -10,8 +10,8 @@ the base model, alpha = 1 the fine-tuned one; each alpha is exact at both ends.
 - Other adapters (DoRA, IA3, ...): merged into the base weights first, then interpolated as full
   weights. Prompt-learning adapters cannot be merged and are refused.
 
-Functions for the study: `wise_ft_model(run, alpha)` (in memory), `wise_ft_models(run, alphas)`
-(one at a time), and `save_wise_ft(run, alphas, out_root)` (folders loadable with `load_model`).
+Functions for the study: `wise_ft_model(run, alpha)` (in memory) and `save_wise_ft(run, alphas,
+out_root)` (folders loadable with `load_model`).
 The `wise-ft` method trains like `full` and writes the interpolations of its `alphas` into
 `OUT/wise-ft/alpha-A/` when it finishes.
 """
@@ -22,7 +22,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterator, Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import torch
 from pydantic import Field, field_validator
@@ -132,12 +132,6 @@ def wise_ft_model(run, alpha: float, device: str = "auto"):
     lm.model.eval()
     wrapped = wrap_model(lm.model, lm.tokenizer, name=f"{out_dir}@wise-ft-{alpha:g}")
     return wrapped
-
-
-def wise_ft_models(run, alphas: Sequence[float], device: str = "auto") -> Iterator[tuple[float, object]]:
-    """`(alpha, LoadedModel)` for each alpha, built one at a time (only one is held in memory)."""
-    for alpha in alphas:
-        yield alpha, wise_ft_model(run, alpha, device)
 
 
 def save_wise_ft(run, alphas: Sequence[float], out_root: str | Path | None = None) -> dict[float, ModelRef]:

@@ -8,7 +8,6 @@ from retain.tasks.base import (  # noqa: F401
     Example,
     Task,
     family_names,
-    get_task,
     register_family,
     register_task,
     render,
@@ -17,3 +16,4 @@ from retain.tasks.base import (  # noqa: F401
 
 # Modules that register tasks where they are defined; importing them fills the registries.
 from retain.tasks import toy, families  # noqa: E402,F401
+from retain.tasks.resolve import get_task  # noqa: E402,F401

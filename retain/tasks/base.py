@@ -4,7 +4,7 @@ A task is a small object: name, version, where its data comes from, a prompt tem
 (`generate`: the model writes an answer; `choice`: each option is scored by log-likelihood), a metric
 family and a generation length. Tasks register themselves where they are defined
 (`@register_task` for named tasks such as the toy tasks, `@register_family` for file-backed families
-such as `sentiment:PATH`); `get_task(spec)` resolves what a user typed.
+such as `sentiment:PATH`); `retain.tasks.resolve.get_task(spec)` resolves what a user typed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Literal, Mapping
 
 from retain.errors import UserError
+from retain.tasks.fewshot import attach_shots
 
 Kind = Literal["generate", "choice"]
 SPLITS = ("train", "validation", "test")
@@ -134,8 +135,6 @@ class Task:
             return self.examples(split, limit)
         key = ("fewshot", split, limit, k, seed)
         if key not in self._cache:
-            from retain.tasks.fewshot import attach_shots
-
             self._cache[key] = attach_shots(self, split, self.examples(split, limit), k, seed)
         return self._cache[key]
 
@@ -179,17 +178,17 @@ def template_fields(template: str) -> list[str]:
 
 # --- registries -------------------------------------------------------------------------------------
 
-_TASKS: dict[str, Callable[[], Task]] = {}
-_FAMILIES: dict[str, Callable[[str], Task]] = {}
+TASK_FACTORIES: dict[str, Callable[[], Task]] = {}
+FAMILY_FACTORIES: dict[str, Callable[[str], Task]] = {}
 
 
 def register_task(name: str):
     """Decorator registering a zero-argument factory that builds the named task."""
 
     def deco(factory: Callable[[], Task]):
-        if name in _TASKS:
+        if name in TASK_FACTORIES:
             raise ValueError(f"task {name!r} registered twice")
-        _TASKS[name] = factory
+        TASK_FACTORIES[name] = factory
         return factory
 
     return deco
@@ -199,54 +198,20 @@ def register_family(name: str):
     """Decorator registering a factory `factory(path) -> Task` for `NAME:PATH` specs."""
 
     def deco(factory: Callable[[str], Task]):
-        if name in _FAMILIES:
+        if name in FAMILY_FACTORIES:
             raise ValueError(f"task family {name!r} registered twice")
-        _FAMILIES[name] = factory
+        FAMILY_FACTORIES[name] = factory
         return factory
 
     return deco
 
 
 def task_names() -> list[str]:
-    return sorted(_TASKS)
+    return sorted(TASK_FACTORIES)
 
 
 def family_names() -> list[str]:
-    return sorted(_FAMILIES)
-
-
-def get_task(spec: str) -> Task:
-    """Resolve a task spec: a registered name, `FAMILY:PATH`, `FAMILY:hf:ID` or a task YAML file.
-
-    Raises:
-        UserError: unknown name or family, or a missing file.
-    """
-    import retain.tasks  # noqa: F401  (importing the package registers every built-in task)
-
-    spec = spec.strip()
-    if spec in _TASKS:
-        return _TASKS[spec]()
-    if spec.endswith((".yaml", ".yml")):
-        from retain.tasks.user import load_user_task
-
-        return load_user_task(spec)
-    if ":" in spec:
-        family, path = spec.split(":", 1)
-        if family in _FAMILIES:
-            return _FAMILIES[family](path)
-        if family in ("hf",):
-            raise UserError(f"task {spec!r}: write hub datasets as FAMILY:hf:ID, e.g. sentiment:hf:stanfordnlp/sst2")
-        raise UserError(f"unknown task family {family!r} in {spec!r} (known: {', '.join(family_names())})")
-    if spec in _FAMILIES:
-        from retain.tasks.data_dir import default_family_path
-
-        # Named as the user wrote it ("ner"), not by the folder it resolved to: reports stay readable and
-        # machine-independent. The data itself is identified by its hash (see `identity`), not the name.
-        return replace(_FAMILIES[spec](default_family_path(spec)), name=spec)
-    raise UserError(
-        f"unknown task {spec!r} (known tasks: {', '.join(task_names())}; "
-        f"file-backed: FAMILY:PATH with FAMILY one of {', '.join(family_names())}; or a task .yaml file)"
-    )
+    return sorted(FAMILY_FACTORIES)
 
 
 def split_files(path: str | Path) -> dict[str, Path]:

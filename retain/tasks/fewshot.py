@@ -19,7 +19,10 @@ from dataclasses import replace
 
 from retain.errors import UserError
 from retain.io import sha256_json
-from retain.tasks.base import Example, Task
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # types only: base.Task calls attach_shots, so this module never imports base
+    from retain.tasks.base import Example, Task
 
 POOL_SPLITS = ("train", "validation")
 

@@ -21,6 +21,7 @@ from transformers import TrainerCallback
 
 from retain.errors import UserError
 from retain.io import atomic_write_text
+from retain.training.checkpoints import last_complete_checkpoint
 
 
 class NonFiniteLoss(UserError):
@@ -44,8 +45,6 @@ class NonFiniteGradGuard(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         import torch
-
-        from retain.training.trainer import last_complete_checkpoint
 
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         if not grads:

@@ -39,16 +39,16 @@ import torch
 from retain.errors import UserError
 from retain.models.memory import activation_bytes, is_out_of_memory
 from retain.io import atomic_write_text
-from retain.methods.base import MethodConfig, TrainContext, make_method
 from retain.training import metadata as md
 from retain.training.callbacks import (STEPS_DIR, JsonlLogger, KeepAt, NonFiniteGradGuard, NonFiniteLoss,
                                        tensorboard_available, tensorboard_callback, truncate_log)
 from retain.training.config import RunConfig, TrainSettings
+from retain.training.hooks import TrainContext, TrainingMethod
 from retain.training.data import (Collator, EncodedDataset, Encoder, PackingCollator, attention_span,
                                   packing_honoured, samples_from_examples)
 from retain.training.mixture import proportions
-from retain.training.trainer import (RetainTrainer, checkpoint_step, mixed_precision, resumable_checkpoint,
-                                     training_arguments, use_checkpointing)
+from retain.training.checkpoints import checkpoint_step, resumable_checkpoint
+from retain.training.trainer import RetainTrainer, mixed_precision, training_arguments, use_checkpointing
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +149,15 @@ def _split(task, settings: TrainSettings):
     return train, pool[len(pool) - n_eval:], ("train slice" if n_eval else None)
 
 
-def train(model: str, target, method: MethodConfig | str, settings: TrainSettings | None, out_dir: str | Path,
+def train(model: str, target, method: TrainingMethod, settings: TrainSettings | None, out_dir: str | Path,
           resume: bool = True, callbacks: list | None = None, replace_other: bool = False) -> TrainResult:
     """Fine-tune `model` on `target` with `method`; resumable, and a no-op on a finished run.
 
     Args:
         model: base model, hub id or local folder.
         target: the target task (spec such as `toy-ner` or `summarization:PATH`, or a `Task`).
-        method: a method config (`make_method("lora", {"r": 8})`) or a method name with defaults.
+        method: a method (`retain.methods.make_method("lora", {"r": 8})`): anything with the hooks of
+            `retain.training.hooks.TrainingMethod`.
         settings: training settings (None: `TrainSettings()` defaults).
         out_dir: the run directory (see the module docstring for its layout).
         resume: continue from the last complete checkpoint in `out_dir` if there is one; False
@@ -178,7 +179,8 @@ def train(model: str, target, method: MethodConfig | str, settings: TrainSetting
 
     started = time.perf_counter()
     settings = settings or TrainSettings()
-    method = make_method(method) if isinstance(method, str) else method
+    if not isinstance(method, TrainingMethod):
+        raise TypeError(f"method must be a TrainingMethod (e.g. retain.methods.make_method('full')), not {method!r}")
     task = get_task(target) if isinstance(target, str) else target
     out_dir = Path(out_dir)
     config = RunConfig(model=str(model), target=task.name, method=method.describe(), settings=settings)

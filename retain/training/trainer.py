@@ -23,7 +23,6 @@ evaluation, and retain evaluates with its own engine.
 
 from __future__ import annotations
 
-import re
 from functools import partial
 from pathlib import Path
 
@@ -35,46 +34,10 @@ from retain.errors import UserError
 from retain.models.device import fast_bf16
 from retain.models.heads import LabelPositionsHead
 from retain.training.callbacks import NonFiniteLoss
+from retain.training.checkpoints import last_complete_checkpoint
 from retain.training.config import TrainSettings
+from retain.training.loss import token_loss
 from retain.training.data import IGNORE, REAL_TOKENS, SeededLengthGroupedSampler, padded_tokens, real_tokens
-
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-
-
-def token_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, *, shift: bool) -> torch.Tensor:
-    """Cross-entropy summed over label tokens, divided by the label tokens of the optimizer step.
-
-    Args:
-        outputs: model outputs with `logits`: (batch, positions, vocab), or (label tokens, vocab) when
-            `LabelPositionsHead` already kept only the positions that predict a label (row by row, in
-            order: position t of a row predicts its label t+1 when `shift`).
-        labels: (batch, length) token ids, -100 where no loss is wanted.
-        num_items_in_batch: label tokens in the whole accumulated step (the Trainer counts them);
-            None (evaluation): this batch's label tokens.
-        shift: decoder-only models predict token t+1 at position t.
-    """
-    logits = outputs["logits"] if isinstance(outputs, dict) or hasattr(outputs, "keys") else outputs[0]
-    labels = labels.to(logits.device)
-    if shift:
-        labels = labels[:, 1:]
-    if logits.dim() == 2:  # only the label positions were projected (see LabelPositionsHead)
-        targets = labels[labels != IGNORE]
-        if targets.shape[0] != logits.shape[0]:
-            raise RuntimeError(f"{logits.shape[0]} logit rows for {targets.shape[0]} label tokens")
-        total = F.cross_entropy(logits.float(), targets, reduction="sum")
-    else:
-        if shift:
-            # Prompt-learning adapters prepend virtual tokens to the inputs: keep the last positions.
-            logits = logits[:, -(labels.shape[1] + 1):, :][:, :-1, :]
-        total = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                ignore_index=IGNORE, reduction="sum")
-    count = num_items_in_batch if num_items_in_batch is not None else (labels != IGNORE).sum()
-    if torch.is_tensor(count):
-        count = count.to(total.device).clamp(min=1)
-    else:
-        count = max(int(count), 1)
-    return total / count
-
 
 class RetainTrainer(Trainer):
     """`Trainer` with completion-only token loss, an optional penalty and a non-finite guard.
@@ -130,58 +93,6 @@ class RetainTrainer(Trainer):
             last = last_complete_checkpoint(self.args.output_dir)
             raise NonFiniteLoss(self.state.global_step + 1, float(loss.detach()), str(last) if last else None)
         return (loss, outputs) if return_outputs else loss
-
-
-def last_complete_checkpoint(folder: str | Path) -> Path | None:
-    """The highest-step `checkpoint-N` in `folder` that was completely written, or None.
-
-    The Trainer writes `trainer_state.json` last, so a checkpoint without it was cut short (kill -9
-    while saving) and is skipped.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    found = []
-    for p in folder.iterdir():
-        m = CHECKPOINT_RE.match(p.name)
-        if m and p.is_dir() and (p / "trainer_state.json").is_file():
-            found.append((int(m.group(1)), p))
-    return max(found)[1] if found else None
-
-
-# Model weights a checkpoint may be resumed from without unpickling anything.
-SAFE_CHECKPOINT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
-
-
-def resumable_checkpoint(folder: str | Path) -> Path | None:
-    """The checkpoint to resume from (`last_complete_checkpoint`), checked for pickle model weights.
-
-    What a resume loads, and how: the Trainer reads the model (or adapter) weights from safetensors
-    when the checkpoint has them and otherwise from `pytorch_model.bin` / `adapter_model.bin` with
-    `torch.load`, so a checkpoint without safetensors weights is refused here. Optimizer, scheduler,
-    scaler and RNG state (`optimizer.pt`, `scheduler.pt`, `scaler.pt`, `rng_state.pth`, which retain
-    wrote itself) are read by the Trainer with `torch.load(weights_only=True)`: from torch 2.6 (the
-    floor in pyproject.toml) that rebuilds tensors and plain containers only and cannot run code.
-    `training_args.bin` is written but never loaded.
-
-    Raises:
-        UserError: the last complete checkpoint has only pickle model weights.
-    """
-    last = last_complete_checkpoint(folder)
-    if last is None or any((last / name).is_file() for name in SAFE_CHECKPOINT_WEIGHTS):
-        return last
-    pickled = sorted(p.name for p in last.iterdir() if p.is_file() and p.name.endswith((".bin", ".pt", ".pth"))
-                     and p.name.startswith(("pytorch_model", "adapter_model", "model")))
-    if pickled:
-        raise UserError(f"checkpoint has only pickle model weights ({pickled[0]}): pickle can run arbitrary code "
-                        "when loaded, and retain resumes only from safetensors checkpoints; delete the checkpoint "
-                        "to resume from an earlier one, or rerun without resuming", last)
-    return last
-
-
-def checkpoint_step(path: str | Path) -> int:
-    m = CHECKPOINT_RE.match(Path(path).name)
-    return int(m.group(1)) if m else 0
 
 
 def mixed_precision(settings: TrainSettings, device: torch.device, is_seq2seq: bool) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from retain.methods import make_method
 from retain.evaluation import engine
 from retain.evaluation.runner import EvalSettings, cache_key
 from retain.models import device as dev
@@ -141,7 +142,7 @@ def test_training_records_bf16(monkeypatch, tiny_llama_dir, tmp_path):
     monkeypatch.setenv("RETAIN_CACHE_DIR", str(tmp_path / "cache"))
     settings = TrainSettings(max_steps=2, batch_size=4, train_examples=8, eval_examples=4, progress=False,
                              learning_rate=3e-3)
-    result = train(str(tiny_llama_dir), "toy-ner", "full", settings, tmp_path / "run")
+    result = train(str(tiny_llama_dir), "toy-ner", make_method("full"), settings, tmp_path / "run")
     assert result.metadata["precision"] == "bf16"
     assert result.metadata["train_loss"] == result.metadata["train_loss"]  # finite, not NaN
 

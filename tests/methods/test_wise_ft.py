@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from retain.errors import UserError
-from retain.methods import save_wise_ft, wise_ft_model
+from retain.methods import make_method, save_wise_ft, wise_ft_model
 from retain.methods.wise_ft import interpolate_state
 from retain.models import load_model
 from retain.training import train
@@ -16,7 +16,7 @@ from tests.training.helpers import fast, logits_of, probe_batch
 @pytest.fixture(params=[("t5", "full"), ("llama", "lora")], ids=["full-t5", "lora-llama"])
 def run(request, model_dirs, tmp_path):
     arch, method = request.param
-    return train(str(model_dirs[arch]), "toy-ner", method, fast(max_steps=3, learning_rate=2e-2), tmp_path / "run")
+    return train(str(model_dirs[arch]), "toy-ner", make_method(method), fast(max_steps=3, learning_rate=2e-2), tmp_path / "run")
 
 
 def test_alpha_0_is_base_and_alpha_1_is_tuned(run, tmp_path):

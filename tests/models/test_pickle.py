@@ -17,7 +17,7 @@ import torch
 
 from retain.errors import UserError
 from retain.models.loading import LazyModel, load_model
-from retain.training.trainer import resumable_checkpoint
+from retain.training.checkpoints import resumable_checkpoint
 from tests.cli_helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[2]

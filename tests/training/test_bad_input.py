@@ -69,7 +69,7 @@ def no_model(monkeypatch):
 ])
 def test_bad_target_fails_before_the_model_loads(task, message, no_model, tmp_path):
     with pytest.raises(UserError, match=message):
-        train("any-model", task, "full", make_settings({}), tmp_path / "run")
+        train("any-model", task, make_method("full"), make_settings({}), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -81,4 +81,4 @@ def test_unfinished_run_with_another_config_is_refused(no_model, tmp_path):
     (out / "config.yaml").write_text(RunConfig(model="m", target="toy-ner", method={"name": "full"},
                                                settings=TrainSettings(seed=1)).to_yaml())
     with pytest.raises(UserError, match="unfinished run with a different config"):
-        train("m", "toy-ner", "full", make_settings({"seed": 2}), out)
+        train("m", "toy-ner", make_method("full"), make_settings({"seed": 2}), out)

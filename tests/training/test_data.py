@@ -7,7 +7,7 @@ import torch
 
 from retain.models import load_model
 from retain.training.data import IGNORE, Collator, Encoder, Sample, real_tokens, shift_right
-from retain.training.trainer import token_loss
+from retain.training.loss import token_loss
 
 
 @pytest.fixture(scope="module")

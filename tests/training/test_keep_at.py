@@ -7,6 +7,7 @@ import json
 import pytest
 from safetensors.torch import load_file
 
+from retain.methods import make_method
 from retain.errors import UserError
 from retain.models import load_model
 from retain.training import train
@@ -33,8 +34,8 @@ def test_kept_full_model_is_the_model_after_that_step(model_dirs, tmp_path):
     """With a constant learning rate, step 3 of a 6-step run is exactly a 3-step run's final model."""
     model = str(model_dirs["llama"])
     common = dict(scheduler="constant", learning_rate=3e-3)
-    run = train(model, "toy-ner", "full", fast(max_steps=6, keep_at=[0.5, 2], **common), tmp_path / "long")
-    short = train(model, "toy-ner", "full", fast(max_steps=3, **common), tmp_path / "short")
+    run = train(model, "toy-ner", make_method("full"), fast(max_steps=6, keep_at=[0.5, 2], **common), tmp_path / "long")
+    short = train(model, "toy-ner", make_method("full"), fast(max_steps=3, **common), tmp_path / "short")
     assert run.metadata["kept"] == [{"point": 2, "step": 2, "path": "steps/step-2"},
                                     {"point": 0.5, "step": 3, "path": "steps/step-3"}]
     kept, final = load_file(tmp_path / "long/steps/step-3/model.safetensors"), load_file(short.out_dir / "model.safetensors")
@@ -52,9 +53,9 @@ def test_kept_lora_step_is_an_adapter_and_survives_a_kill(model_dirs, tmp_path):
     model = str(model_dirs["llama"])
     settings = fast(max_steps=6, save_steps=3, keep_at=[2, 4], learning_rate=3e-3)
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train(model, "toy-ner", "lora", settings, tmp_path / "run", callbacks=[KillAt(3)])
+        train(model, "toy-ner", make_method("lora"), settings, tmp_path / "run", callbacks=[KillAt(3)])
     assert (tmp_path / "run/steps/step-2").is_dir() and not (tmp_path / "run/steps/step-4").exists()
-    run = train(model, "toy-ner", "lora", settings, tmp_path / "run")
+    run = train(model, "toy-ner", make_method("lora"), settings, tmp_path / "run")
     assert run.metadata["resumed_from_step"] == 3 and [k["step"] for k in run.metadata["kept"]] == [2, 4]
     step4 = tmp_path / "run/steps/step-4"
     assert (step4 / "adapter_config.json").is_file() and not (step4 / "model.safetensors").exists()
@@ -65,12 +66,12 @@ def test_kept_lora_step_is_an_adapter_and_survives_a_kill(model_dirs, tmp_path):
 
 def test_runs_from_before_keep_at_still_match_and_a_study_may_replace_its_own(model_dirs, tmp_path):
     model = str(model_dirs["llama"])
-    first = train(model, "toy-ner", "full", fast(max_steps=2), tmp_path / "run")
+    first = train(model, "toy-ner", make_method("full"), fast(max_steps=2), tmp_path / "run")
     meta = json.loads((tmp_path / "run/metadata.json").read_text())
     meta["config"]["settings"].pop("keep_at")  # as written before the setting existed
     (tmp_path / "run/metadata.json").write_text(json.dumps(meta))
-    assert train(model, "toy-ner", "full", fast(max_steps=2), tmp_path / "run").reused
+    assert train(model, "toy-ner", make_method("full"), fast(max_steps=2), tmp_path / "run").reused
     with pytest.raises(UserError, match="different config"):
-        train(model, "toy-ner", "full", fast(max_steps=2, keep_at=[1]), tmp_path / "run")
-    again = train(model, "toy-ner", "full", fast(max_steps=2, keep_at=[1]), tmp_path / "run", replace_other=True)
+        train(model, "toy-ner", make_method("full"), fast(max_steps=2, keep_at=[1]), tmp_path / "run")
+    again = train(model, "toy-ner", make_method("full"), fast(max_steps=2, keep_at=[1]), tmp_path / "run", replace_other=True)
     assert not again.reused and again.metadata["kept"][0]["step"] == 1 and first.metadata["kept"] == []

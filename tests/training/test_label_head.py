@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from retain.methods import make_method
 from retain.models import load_model
 from retain.models.heads import LabelPositionsHead
 from retain.training.data import Collator, Encoder, Sample
-from retain.training.trainer import token_loss
+from retain.training.loss import token_loss
 
 SAMPLES = [Sample("Find the named entities: Ann lives in Rome.", "PER: Ann; LOC: Rome", "t"),
            Sample("Question: who?\n", "Bob", "t"),
@@ -102,7 +103,7 @@ def test_the_trainer_projects_only_label_positions(tiny_llama_dir, tmp_path):
             handle = model.get_output_embeddings().register_forward_hook(
                 lambda m, args, out: head_inputs.append(tuple(args[0].shape)))
 
-    train(str(tiny_llama_dir), "toy-ner", "full", fast(max_steps=2, eval_examples=0), tmp_path / "run",
+    train(str(tiny_llama_dir), "toy-ner", make_method("full"), fast(max_steps=2, eval_examples=0), tmp_path / "run",
           callbacks=[Spy()])
     handle.remove()
     assert head_inputs and all(len(shape) == 2 for shape in head_inputs), head_inputs

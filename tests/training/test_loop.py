@@ -7,13 +7,14 @@ import json
 import pytest
 import torch
 
+from retain.methods import make_method
 from retain.errors import UserError
 from retain.methods import base as methods_base
 from retain.methods.full import FullMethod
 from retain.tasks.base import Example, Task
 from retain.training import train
 from retain.training.callbacks import NonFiniteLoss
-from retain.training.trainer import last_complete_checkpoint
+from retain.training.checkpoints import last_complete_checkpoint
 from tests.training.helpers import Capture, KillAt, fast, logged
 
 
@@ -23,12 +24,12 @@ def test_resume_after_a_kill_continues_with_the_same_losses(arch, method, groupe
     # 16 examples / batch 4 = 4 steps per epoch: the kill lands in the second epoch.
     settings = fast(max_steps=8, train_examples=16, save_steps=3, learning_rate=3e-3, group_by_length=grouped)
     model = str(model_dirs[arch])
-    whole = train(model, "toy-ner", method, settings, tmp_path / "whole")
+    whole = train(model, "toy-ner", make_method(method), settings, tmp_path / "whole")
     with pytest.raises(RuntimeError, match="simulated kill"):
-        train(model, "toy-ner", method, settings, tmp_path / "cut", callbacks=[KillAt(6)])
+        train(model, "toy-ner", make_method(method), settings, tmp_path / "cut", callbacks=[KillAt(6)])
     assert not (tmp_path / "cut" / "metadata.json").exists()
     assert last_complete_checkpoint(tmp_path / "cut" / "checkpoints").name == "checkpoint-6"
-    resumed = train(model, "toy-ner", method, settings, tmp_path / "cut")
+    resumed = train(model, "toy-ner", make_method(method), settings, tmp_path / "cut")
     assert resumed.metadata["resumed_from_step"] == 6 and resumed.metadata["steps"] == 8
     a, b = logged(whole.out_dir), logged(resumed.out_dir)
     assert sorted(b) == list(range(1, 9))  # one log line per step: none lost, none doubled
@@ -50,7 +51,7 @@ def test_gradient_accumulation_equals_one_big_batch(arch, model_dirs, tmp_path):
     weights = {}
     for bs, accum in ((4, 1), (2, 2)):
         cap = Capture()
-        train(str(model_dirs[arch]), "toy-ner", "full", fast(max_steps=2, batch_size=bs, grad_accum=accum,
+        train(str(model_dirs[arch]), "toy-ner", make_method("full"), fast(max_steps=2, batch_size=bs, grad_accum=accum,
               learning_rate=1e-3, eval_examples=0), tmp_path / f"{bs}x{accum}", callbacks=[cap])
         weights[(bs, accum)] = {n: p.detach().clone() for n, p in cap.model.named_parameters()}
     for name, w in weights[(4, 1)].items():
@@ -59,13 +60,13 @@ def test_gradient_accumulation_equals_one_big_batch(arch, model_dirs, tmp_path):
 
 def test_finished_run_is_reused_and_a_different_config_refused(model_dirs, tmp_path):
     settings = fast(max_steps=2)
-    first = train(str(model_dirs["llama"]), "toy-ner", "full", settings, tmp_path / "run")
+    first = train(str(model_dirs["llama"]), "toy-ner", make_method("full"), settings, tmp_path / "run")
     stamp = (tmp_path / "run" / "metadata.json").stat().st_mtime_ns
-    again = train(str(model_dirs["llama"]), "toy-ner", "full", fast(max_steps=2, progress=True), tmp_path / "run")
+    again = train(str(model_dirs["llama"]), "toy-ner", make_method("full"), fast(max_steps=2, progress=True), tmp_path / "run")
     assert again.reused and again.metadata == first.metadata
     assert (tmp_path / "run" / "metadata.json").stat().st_mtime_ns == stamp
     with pytest.raises(UserError, match="different config"):
-        train(str(model_dirs["llama"]), "toy-ner", "full", fast(max_steps=3), tmp_path / "run")
+        train(str(model_dirs["llama"]), "toy-ner", make_method("full"), fast(max_steps=3), tmp_path / "run")
 
 
 class _NaNAtStep(FullMethod):
@@ -87,7 +88,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(model
     monkeypatch.setitem(methods_base._METHODS, "test-nan", _NaNAtStep)
     out = tmp_path / "run"
     with pytest.raises(NonFiniteLoss, match=r"loss is nan at step 5.*checkpoint-3") as exc:
-        train(str(model_dirs["t5"]), "toy-ner", "test-nan", fast(max_steps=6, save_steps=3), out)
+        train(str(model_dirs["t5"]), "toy-ner", make_method("test-nan"), fast(max_steps=6, save_steps=3), out)
     assert isinstance(exc.value, UserError) and "\n" not in str(exc.value)
     assert last_complete_checkpoint(out / "checkpoints").name == "checkpoint-3"
     assert not (out / "metadata.json").exists()
@@ -114,14 +115,14 @@ def test_nan_gradient_with_a_finite_loss_also_stops(model_dirs, tmp_path, monkey
     monkeypatch.setitem(methods_base._METHODS, "test-nan-grad", _NaNGradAtStep)
     out = tmp_path / "run"
     with pytest.raises(NonFiniteLoss, match=r"gradient norm is nan at step 4.*checkpoint-3"):
-        train(str(model_dirs["llama"]), "toy-ner", "test-nan-grad", fast(max_steps=6, save_steps=3), out)
+        train(str(model_dirs["llama"]), "toy-ner", make_method("test-nan-grad"), fast(max_steps=6, save_steps=3), out)
     assert last_complete_checkpoint(out / "checkpoints").name == "checkpoint-3"
 
 
 def test_metadata_and_logs(model_dirs, tmp_path):
     from retain.training.callbacks import tensorboard_available
 
-    r = train(str(model_dirs["llama"]), "toy-ner", "lora", fast(max_steps=3, seed=7), tmp_path / "run")
+    r = train(str(model_dirs["llama"]), "toy-ner", make_method("lora"), fast(max_steps=3, seed=7), tmp_path / "run")
     m = json.loads((tmp_path / "run" / "metadata.json").read_text())
     assert m == r.metadata
     assert {"torch", "transformers", "peft", "accelerate", "python"} <= set(m["versions"])
@@ -148,7 +149,7 @@ def _train_only_task(n: int) -> Task:
 
 
 def test_validation_is_held_out_of_train_when_there_is_no_validation_split(model_dirs, tmp_path):
-    r = train(str(model_dirs["llama"]), _train_only_task(40), "full",
+    r = train(str(model_dirs["llama"]), _train_only_task(40), make_method("full"),
               fast(max_steps=2, train_examples=20, eval_examples=5), tmp_path / "run")
     d = r.metadata["data"]
     assert d["validation_from"] == "train slice" and d["validation_examples"] == 5 and d["train_samples"] == 20
@@ -157,6 +158,7 @@ def test_validation_is_held_out_of_train_when_there_is_no_validation_split(model
 _KILLED_CHILD = """
 import os, signal, sys
 from transformers import TrainerCallback
+from retain.methods import make_method
 from retain.training import train
 from tests.training.helpers import fast
 
@@ -165,7 +167,7 @@ class Kill9(TrainerCallback):
         if state.global_step == 4:
             os.kill(os.getpid(), signal.SIGKILL)
 
-train(sys.argv[1], "toy-ner", "full", fast(max_steps=6, save_steps=2), sys.argv[2], callbacks=[Kill9()])
+train(sys.argv[1], "toy-ner", make_method("full"), fast(max_steps=6, save_steps=2), sys.argv[2], callbacks=[Kill9()])
 """
 
 
@@ -184,8 +186,8 @@ def test_resume_after_a_real_kill_9(model_dirs, tmp_path):
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
     assert last_complete_checkpoint(out / "checkpoints").name == "checkpoint-4"
     assert not (out / "metadata.json").exists()
-    whole = train(str(model_dirs["t5"]), "toy-ner", "full", fast(max_steps=6, save_steps=2), tmp_path / "whole")
-    resumed = train(str(model_dirs["t5"]), "toy-ner", "full", fast(max_steps=6, save_steps=2), out)
+    whole = train(str(model_dirs["t5"]), "toy-ner", make_method("full"), fast(max_steps=6, save_steps=2), tmp_path / "whole")
+    resumed = train(str(model_dirs["t5"]), "toy-ner", make_method("full"), fast(max_steps=6, save_steps=2), out)
     assert resumed.metadata["resumed_from_step"] == 4
     assert logged(out) == pytest.approx(logged(whole.out_dir), rel=1e-5)
 
@@ -211,7 +213,7 @@ def test_out_of_memory_in_training_is_one_line_saying_what_to_change(model_dirs,
     monkeypatch.setitem(methods_base._METHODS, "test-oom", _OutOfMemoryAtStep)
     out = tmp_path / "run"
     with pytest.raises(UserError) as exc:
-        train(str(model_dirs["t5"]), "toy-ner", "test-oom", fast(max_steps=6, save_steps=3), out)
+        train(str(model_dirs["t5"]), "toy-ner", make_method("test-oom"), fast(max_steps=6, save_steps=3), out)
     message = str(exc.value)
     assert "out of memory at step 5" in message and "batch_size" in message and "\n" not in message
     assert last_complete_checkpoint(out / "checkpoints").name == "checkpoint-3"
@@ -223,7 +225,7 @@ def test_a_finished_run_folder_can_be_moved(method, model_dirs, tmp_path):
     """metadata.json keeps the paths it was written with; the weights are found where the folder is now."""
     from retain.training import load_trained
 
-    run = train(str(model_dirs["llama"]), "toy-ner", method, fast(max_steps=2), tmp_path / "run")
+    run = train(str(model_dirs["llama"]), "toy-ner", make_method(method), fast(max_steps=2), tmp_path / "run")
     (tmp_path / "run").rename(tmp_path / "moved")
     moved = load_trained(tmp_path / "moved")
     assert moved.adapter_path == (str(tmp_path / "moved") if method == "lora" else None)

@@ -16,7 +16,7 @@ from retain.models import load_model
 from retain.models.heads import LabelPositionsHead
 from retain.training.data import (IGNORE, REAL_TOKENS, Collator, Encoder, PackingCollator, Sample, pack_rows,
                                   packing_honoured, real_tokens)
-from retain.training.trainer import token_loss
+from retain.training.loss import token_loss
 from tests.training.helpers import assert_falling, fast, logged
 
 SAMPLES = [Sample("Find the named entities: Ann lives in Rome.", "PER: Ann; LOC: Rome", "t"),
@@ -183,9 +183,9 @@ def test_every_method_trains_packed(name, options, lr, tiny_llama_dir, tmp_path)
 def test_padded_when_packing_is_off_or_seq2seq(tiny_llama_dir, tiny_t5_dir, tmp_path):
     from retain.training import train
 
-    off = train(str(tiny_llama_dir), "toy-ner", "full", fast(packing=False, max_steps=2), tmp_path / "off")
+    off = train(str(tiny_llama_dir), "toy-ner", make_method("full"), fast(packing=False, max_steps=2), tmp_path / "off")
     assert off.metadata["packing"] == {"enabled": False, "row_tokens": None}
-    t5 = train(str(tiny_t5_dir), "toy-ner", "full", fast(max_steps=2), tmp_path / "t5")
+    t5 = train(str(tiny_t5_dir), "toy-ner", make_method("full"), fast(max_steps=2), tmp_path / "t5")
     assert t5.metadata["packing"] == {"enabled": False, "row_tokens": None}
 
 
