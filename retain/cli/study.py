@@ -40,45 +40,70 @@ def _fmt(x: float | None, signed: bool = True) -> str:
 
 
 def print_summary(doc: dict, out: Path, console: Console) -> None:
-    """The summary table: one row per run, target gain and each protected task's change."""
-    tasks = doc["tasks"]
-    target = doc["target"]["task"]
-    protected = [n for n, t in tasks.items() if t["role"] == "protected"]
-    table = Table(title=escape(f"{doc['study']['name']}: change against the base ({doc['model']['name']})"))
+    """The summary table: one row per run, target gain and each protected task's change.
+
+    Read through the report's own view of the results (`retain.report.summary.load`), so the table and
+    the report never disagree.
+    """
+    from retain.report.summary import change, load
+
+    data = load(doc)
+    tasks = data.tasks  # the target first
+    table = Table(title=escape(f"{data.study.get('name')}: change against the base ({data.model.get('name')})"))
     # Run names are never cut (three `full+wise-ft-…` rows must stay apart in 80 columns); the number
     # columns' headers wrap instead.
-    longest = max([len("base (score)"), *(len(r["name"]) for r in doc["runs"])])
+    longest = max([len("base (score)"), *(len(r["name"]) for r in data.runs)])
     table.add_column("run", no_wrap=True, min_width=longest)
-    table.add_column(escape(f"{target}\n{tasks[target]['primary']}"), justify="right")
-    for n in protected:
-        table.add_column(escape(f"{n}\n{tasks[n]['primary']}"), justify="right")
+    for t in tasks:
+        table.add_column(escape(f"{t.name}\n{t.primary}"), justify="right")
     table.add_column("within\nbudget", justify="center")
     table.add_column("train s", justify="right")
-    base = doc["base"]["scores"]
-    table.add_row("base (score)", *[_fmt(base[n][tasks[n]["primary"]]["value"], False) for n in [target, *protected]],
-                  "", "")
-    for run in doc["runs"]:
-        if run["status"] != "done":
-            table.add_row(escape(run["name"]), *["failed"] + [""] * len(protected), "", "")
+    table.add_row("base (score)", *[_fmt(t.base_value, False) for t in tasks], "", "")
+    for run in data.runs:
+        if run.get("status") != "done":
+            table.add_row(escape(run["name"]), *[run.get("status") or "failed"] + [""] * (len(tasks) - 1), "", "")
             continue
         cells = []
-        for n in [target, *protected]:
-            c = run["change"][n]
-            mark = "*" if c["significant"] else " "
-            style = "red" if c["delta"] < 0 and c["significant"] else ("green" if c["delta"] > 0 and c["significant"] else "")
+        for t in tasks:
+            c = change(run, t.name)
+            if c is None:
+                cells.append("-")
+                continue
+            mark = "*" if c.get("significant") else " "
+            style = ("red" if c["delta"] < 0 and c.get("significant") else
+                     "green" if c["delta"] > 0 and c.get("significant") else "")
             text = f"{c['delta']:+.3f}{mark}"
             cells.append(f"[{style}]{text}[/{style}]" if style else text)
-        train_s = run["cost"].get("train_seconds")
-        table.add_row(escape(run["name"]), *cells, "yes" if run["within_budget"] else "[red]no[/red]",
+        train_s = (run.get("cost") or {}).get("train_seconds")
+        table.add_row(escape(run["name"]), *cells, "yes" if run.get("within_budget") else "[red]no[/red]",
                       f"{train_s:.0f}" if train_s else "-")
     console.print(table)
     console.print("* significant (paired bootstrap, 95%)")
-    rec = doc["recommendation"]
-    if rec["run"]:
-        console.print(f"[bold green]Recommended:[/bold green] {escape(rec['run'])}: {escape(rec['reason'])}")
+    verdict = data.verdict
+    colour = {"ok": "bold green", "closest": "bold red"}.get(verdict.kind, "bold red")
+    rec = data.recommendation or {}
+    if rec.get("run"):
+        console.print(f"[{colour}]Recommended:[/{colour}] {escape(rec['run'])}: {escape(rec.get('reason', ''))}")
     else:
-        console.print(f"[bold red]No run within budget:[/bold red] {escape(rec['reason'])}")
+        console.print(f"[{colour}]No run within budget:[/{colour}] {escape(rec.get('reason', verdict.headline))}")
     console.print(f"Report: {out / 'report.html'} (also report.md, results.json)", markup=False)
+
+
+def print_plan(config, out: Path, console: Console) -> None:
+    """The plan table: every run and derived run, its kind, parent, what it takes, and whether it is done."""
+    from retain.study.plan import study_plan
+    from retain.study.run import Study
+
+    rows = study_plan(Study(config, out, log=lambda _: None))
+    table = Table(title=escape(f"{config.name}: {len(rows)} runs in {out}"))
+    for col in ("run", "kind", "parent", "seed", "what", "status"):
+        table.add_column(col, no_wrap=col == "run")
+    for r in rows:
+        status = {"done": "[green]done[/green]", "changed": "[yellow]changed: runs again[/yellow]"}.get(r.status, r.status)
+        table.add_row(escape(r.name), r.kind, escape(r.parent or "-"), str(r.seed), escape(r.detail), status)
+    console.print(table)
+    done = sum(r.status == "done" for r in rows)
+    console.print(f"{done} of {len(rows)} done", markup=False)
 
 
 @app.command("study")
@@ -87,6 +112,7 @@ def study_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: runs/<study name>)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a top-level config key: key=value."),
     check: bool = typer.Option(False, "--check", help="Exit 1 when the recommendation breaks the budget (for CI)."),
+    plan: bool = typer.Option(False, "--plan", help="Print every run and derived run, and which are done; run nothing."),
 ) -> None:
     """Fine-tune with every method in the config and report what each forgot."""
     quiet_libraries()
@@ -96,8 +122,11 @@ def study_command(
 
     cfg = load_study_config(config, parse_set(set_))
     out = out or Path("runs") / cfg.name
-    check_output_folder(out)
     console = Console()
+    if plan:
+        print_plan(cfg, out, console)
+        return
+    check_output_folder(out)
     doc = run_with_progress(cfg, out, console)
     print_summary(doc, out, console)
     if check and not doc["recommendation"]["within_budget"]:

@@ -12,7 +12,7 @@ import html
 
 from retain.report import sections as sec
 from retain.report.plots import Plot
-from retain.report.summary import (DASH, ReportData, TaskInfo, budget_text, change, fmt_ci, fmt_delta,
+from retain.report.summary import (DASH, PENDING, ReportData, TaskInfo, budget_text, change, fmt_ci, fmt_delta,
                                    fmt_value, violations)
 
 CSS = """
@@ -56,6 +56,7 @@ tbody th{font-weight:600;white-space:nowrap}
 .ok-text{color:var(--green);font-weight:600}
 .bad-text{color:var(--red);font-weight:600}
 tr.failed td{color:var(--red);text-align:left;font-size:13px}
+tr.pending td{color:#777;text-align:left;font-size:13px;font-style:italic}
 .legend{font-size:12px;color:var(--muted);margin:4px 0 0}
 figure{margin:12px 0}
 figure img{max-width:100%;height:auto;display:block}
@@ -191,6 +192,10 @@ def _matrix(data: ReportData) -> list[str]:
                                                   if r["name"] in data.pareto else "")
         if r["name"] == data.verdict.run:
             name += f' <span class="pill {esc(data.verdict.kind)}">{"recommended" if data.verdict.kind == "ok" else "closest"}</span>'
+        if r.get("status") == PENDING:
+            rows.append(f'<tr class="pending" data-run="{esc(r["name"])}"><th>{name}</th>'
+                        f'<td colspan="{len(head) - 1}">not run yet</td></tr>')
+            continue
         if r.get("status") != "done":
             err = " ".join(str(r.get("error") or "no error message").split())
             err = err if len(err) <= 140 else err[:139] + "\u2026"

@@ -12,7 +12,7 @@ import re
 
 from retain.report import sections as sec
 from retain.report.plots import Plot
-from retain.report.summary import (DASH, ReportData, budget_text, change, fmt_ci, fmt_delta, fmt_value,
+from retain.report.summary import (DASH, PENDING, ReportData, budget_text, change, fmt_ci, fmt_delta, fmt_value,
                                    violations)
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|#<>&~])")
@@ -117,6 +117,9 @@ def _matrix(data: ReportData) -> list[str]:
     head += ["mean protected", "budget"]
     rows = []
     for r in data.runs:
+        if r.get("status") == PENDING:
+            rows.append([code(r["name"]), "not run yet"] + [""] * (len(head) - 2))
+            continue
         if r.get("status") != "done":
             rows.append([code(r["name"]), "failed (see below)"] + [""] * (len(head) - 2))
             continue

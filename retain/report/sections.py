@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from retain.report.schema import SCHEMA
-from retain.report.summary import (DASH, ReportData, TaskInfo, fmt_count, fmt_mb, fmt_rate, fmt_seconds,
+from retain.report.summary import (DASH, PENDING, ReportData, TaskInfo, fmt_count, fmt_mb, fmt_rate, fmt_seconds,
                                    fmt_share)
 
 MATRIX_NOTE = ("Change of each task's primary metric versus the base model, on the same examples, with "
@@ -43,8 +43,9 @@ def header_lines(data: ReportData) -> list[str]:
     lines.append(f"Target: {t.get('task') or (target.name if target else DASH)}, metric "
                  f"{t.get('metric') or DASH} (primary {metric or DASH})"
                  + (f", {t['train_examples']} training examples" if t.get("train_examples") is not None else ""))
-    done, failed = len(data.done_runs), len(data.failed_runs)
+    done, failed, pending = len(data.done_runs), len(data.failed_runs), len(data.pending_runs)
     lines.append(f"Runs: {done} finished" + (f", {failed} failed" if failed else "")
+                 + (f", {pending} not run yet ({', '.join(r['name'] for r in data.pending_runs)})" if pending else "")
                  + (f"; created {data.study['created']}" if data.study.get("created") else ""))
     return lines
 
@@ -63,6 +64,8 @@ def cost_rows(data: ReportData) -> list[list[str]]:
     """One row per run (failed runs too); missing cost fields show as a dash."""
     rows = []
     for r in data.runs:
+        if r.get("status") == PENDING:
+            continue
         c = r.get("cost") or {}
         trainable, total = c.get("trainable_parameters"), c.get("total_parameters")
         method = str(r.get("method") or DASH) + ("" if r.get("status") == "done" else " (failed)")

@@ -18,6 +18,9 @@ MINUS = "\u2212"  # typographic minus: "−0.045" lines up with "+0.123"
 DASH = "\u2014"  # shown for a missing value
 
 
+PENDING = "pending"  # a planned run without a result yet
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     """One task as the report shows it: role, primary metric, base score, budget and skill flag."""
@@ -73,7 +76,12 @@ class ReportData:
 
     @property
     def failed_runs(self) -> list[dict]:
-        return [r for r in self.runs if r.get("status") != "done"]
+        return [r for r in self.runs if r.get("status") not in ("done", PENDING)]
+
+    @property
+    def pending_runs(self) -> list[dict]:
+        """Planned runs without a result yet (a study still running, or stopped part-way)."""
+        return [r for r in self.runs if r.get("status") == PENDING]
 
     @property
     def protected(self) -> list[TaskInfo]:

@@ -44,8 +44,9 @@ def _run_entry(study, base: dict, record: dict, budgets: dict[str, float], skill
 
 
 def assemble(study, base: dict, skills: dict, records: list[dict], failed: list[dict], created: str,
-             finished: bool) -> dict:
-    """The results document (see module docstring)."""
+             finished: bool, pending: list[dict] = ()) -> dict:
+    """The results document (see module docstring); `pending`: planned runs without a result yet
+    (status `pending`), listed after the others so a report of a running study shows what is missing."""
     cfg = study.config
     skilled = {n for n, s in skills.items() if s["has_skill"]}
     budgets, tasks = {}, {}
@@ -63,9 +64,9 @@ def assemble(study, base: dict, skills: dict, records: list[dict], failed: list[
         if r["key"] not in study.run_entries:
             study.run_entries[r["key"]] = _run_entry(study, base, r, budgets, skilled)
         runs.append(study.run_entries[r["key"]])
-    runs += [{**f, "parent": None, "alpha": None, "step": None, "of_steps": None, "point": None, "options": {},
+    runs += [{"parent": None, **f, "alpha": None, "step": None, "of_steps": None, "point": None, "options": {},
               "target_gain": None,
-              "mean_protected_change": None, "within_budget": False, "budget_violations": []} for f in failed]
+              "mean_protected_change": None, "within_budget": False, "budget_violations": []} for f in [*failed, *pending]]
     target = study.target
     return {
         "schema": SCHEMA,

@@ -127,6 +127,22 @@ class Study:
             merged.setdefault("device", self.config.device)
         return make_settings(merged)
 
+    def train_key(self, entry: MethodEntry, seed: int, base_fp: str) -> str:
+        """What identifies a training run's result: base, method, settings, target data, evaluation."""
+        from retain.methods import make_method
+
+        settings = self.train_settings(entry, seed)
+        # keep_at: [] is left out of the key, so that runs from before checkpoints existed are reused.
+        dumped = settings.model_dump(mode="json", exclude=None if settings.keep_at else {"keep_at"})
+        return sha256_json({"base": base_fp, "method": make_method(entry.method, entry.options).describe(),
+                            "settings": dumped,
+                            "target": self.target.task.identity("train", self.config.target.train_examples),
+                            "eval": self._eval_identity()})
+
+    def derived_key(self, parent_key: str, **what) -> str:
+        """What identifies a derived run's result: its parent's key, what it takes (alpha, step), evaluation."""
+        return sha256_json({"parent": parent_key, **what, "eval": self._eval_identity()})
+
     def _saved(self, run_dir: Path, key: str) -> dict | None:
         path = run_dir / "result.json"
         if path.is_file():
@@ -144,11 +160,7 @@ class Study:
         method = make_method(entry.method, entry.options)
         settings = self.train_settings(entry, seed)
         run_dir = self.run_dir(entry.run_name, seed)
-        # keep_at: [] is left out of the key, so that runs from before checkpoints existed are reused.
-        dumped = settings.model_dump(mode="json", exclude=None if settings.keep_at else {"keep_at"})
-        key = sha256_json({"base": base_fp, "method": method.describe(), "settings": dumped,
-                           "target": self.target.task.identity("train", self.config.target.train_examples),
-                           "eval": self._eval_identity()})
+        key = self.train_key(entry, seed, base_fp)
         saved = self._saved(run_dir, key)
         if saved is not None:
             self.log(f"  {entry.run_name} (seed {seed}): already done, reusing {run_dir}")
@@ -185,7 +197,7 @@ class Study:
         for alpha in entry.alphas:
             name = f"{parent['name']}+{entry.run_name}-{alpha:g}"
             run_dir = self.run_dir(name, seed)
-            key = sha256_json({"parent": parent["key"], "alpha": alpha, "eval": self._eval_identity()})
+            key = self.derived_key(parent["key"], alpha=alpha)
             saved = self._saved(run_dir, key)
             if saved is not None:
                 records.append(saved)
@@ -214,7 +226,7 @@ class Study:
         for kept in parent.get("kept", []):
             name, step = f"{parent['name']}+step-{kept['step']}", kept["step"]
             run_dir = self.run_dir(name, seed)
-            key = sha256_json({"parent": parent["key"], "step": step, "eval": self._eval_identity()})
+            key = self.derived_key(parent["key"], step=step)
             saved = self._saved(run_dir, key)
             if saved is not None:
                 records.append(saved)
@@ -300,6 +312,14 @@ class Study:
                     self._write(base, skills, records, failed, created, finished=False)
         return self._write(base, skills, records, failed, created, finished=True)
 
+    def _pending(self, records: list[dict], failed: list[dict]) -> list[dict]:
+        """The planned runs with no result yet, for results.json and the report while a study runs."""
+        from retain.study.plan import study_plan
+
+        have = {(r["name"], r["seed"]) for r in [*records, *failed]}
+        return [{"name": p.name, "method": p.method, "seed": p.seed, "parent": p.parent, "status": "pending",
+                 "error": None} for p in study_plan(self) if (p.name, p.seed) not in have]
+
     def _base_fp(self) -> str:
         return read_json(self.out / "base.json")["fingerprint"]
 
@@ -313,7 +333,8 @@ class Study:
     def _write(self, base, skills, records, failed, created, finished: bool) -> dict:
         from retain.study.results import assemble
 
-        doc = assemble(self, base, skills, records, failed, created, finished)
+        doc = assemble(self, base, skills, records, failed, created, finished,
+                       pending=[] if finished else self._pending(records, failed))
         atomic_write_json(self.out / "results.json", doc)
         return doc
 

@@ -33,12 +33,19 @@ def config_dict(model_dir) -> dict:
     }
 
 
+MID_STUDY: dict = {}  # filled by `finished`
+
+
 @pytest.fixture(scope="module")
 def finished(tiny_llama_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
     os.environ["RETAIN_CACHE_DIR"] = str(out / "cache")
+    def snapshot(line: str) -> None:  # results.json as it stands when the second run starts
+        if "lora (seed 0): training" in line:
+            MID_STUDY["results"] = json.loads((out / "out" / "results.json").read_text())
+
     try:
-        doc = run_study(StudyConfig(**config_dict(tiny_llama_dir)), out / "out", log=lambda _: None)
+        doc = run_study(StudyConfig(**config_dict(tiny_llama_dir)), out / "out", log=snapshot)
         again: list[str] = []
         doc2 = run_study(StudyConfig(**config_dict(tiny_llama_dir)), out / "out", log=again.append)
     finally:
@@ -121,3 +128,50 @@ def test_bad_checkpoints_name_the_entry(entry, expected, tmp_path):
         load_study_config(path)
     message = str(e.value)
     assert str(path) in message and "checkpoints" in message and expected in message and "\n" not in message
+
+
+def _plan(config: dict, out, tmp_path) -> dict[str, str]:
+    """`retain study CONFIG --plan` run as users run it: {run name: status}."""
+    from tests.cli.test_console_script import retain
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(config))
+    res = retain("study", path, "--out", out, "--plan", env_extra={"COLUMNS": "200"})
+    assert res.returncode == 0, res.stderr
+    rows = {}
+    for line in res.stdout.splitlines():
+        cells = [c.strip() for c in line.split("\u2502")[1:-1]]
+        if len(cells) == 6 and cells[0] != "run":
+            rows[cells[0]] = cells[5]
+    return rows
+
+
+def test_plan_lists_every_run_and_what_is_done(finished, tiny_llama_dir, tmp_path):
+    out, _, _, _ = finished
+    cfg = {**config_dict(tiny_llama_dir), "methods": [*config_dict(tiny_llama_dir)["methods"],
+                                                      {"method": "wise-ft", "of": "full", "alphas": [0.5]}]}
+    fresh = _plan(cfg, tmp_path / "fresh", tmp_path)
+    assert fresh == {"full": "to do", "full+step-?": "to do", "lora": "to do", "lora+step-?": "to do",
+                     "full+wise-ft-0.5": "to do"}
+    assert not (tmp_path / "fresh").exists()  # a plan writes nothing
+    cfg["methods"][1]["checkpoints"] = [2]  # as the last test left the folder
+    assert _plan(cfg, out, tmp_path) == {"full": "done", "full+step-1": "done", "full+step-2": "done", "lora": "done",
+                                         "lora+step-2": "done", "full+wise-ft-0.5": "to do"}
+    cfg["methods"][1]["options"] = {"r": 4, "dropout": 0.0}
+    changed = _plan(cfg, out, tmp_path)
+    assert changed["lora"].startswith("changed") and changed["lora+step-?"] == "to do" and changed["full"] == "done"
+
+
+def test_results_mid_study_list_the_runs_not_run_yet(finished, tmp_path):
+    from retain.report import render_report
+
+    mid = MID_STUDY["results"]
+    assert not mid["study"]["finished"]
+    status = {r["name"]: r["status"] for r in mid["runs"]}
+    assert status == {"full": "done", "full+step-1": "done", "full+step-2": "done", "lora": "pending",
+                      "lora+step-?": "pending"}
+    assert mid["recommendation"] == verdict.recommend(mid["runs"])  # pending runs are never recommended
+    written = render_report(mid, tmp_path)
+    md = written["markdown"].read_text()
+    assert "2 not run yet (lora, lora+step-?)" in md and "not run yet |" in md
+    assert "not run yet" in written["html"].read_text()

@@ -1,0 +1,95 @@
+"""A study's plan: every run it trains and every run derived from one (WiSE-FT points, checkpoints), in
+the order they run, with what is already done in the output folder.
+
+Read from disk only (base.json and each run's result.json): no model is loaded and nothing is written,
+so `retain study CONFIG --plan` is instant and safe on a folder another process is filling.
+
+A run is *done* when its result.json holds the key the study would give it now; *changed* when a
+result.json exists for other settings (it will run again); *to do* otherwise. Without base.json no key
+can be computed (it names the base model's fingerprint), so every run is *to do*. A checkpoint's step
+is known once its parent has trained (a fraction of training becomes a step then): until then the
+plan names it `PARENT+step-?` with the point asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from retain.io import read_json
+from retain.study.config import WISE_FT
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One row of the plan.
+
+    Attributes:
+        name: the run's name (its folder is `runs/NAME-sSEED`).
+        kind: `train`, `wise-ft` or `checkpoint`.
+        method: the method that trains it (a checkpoint's is its parent's; `wise-ft` for WiSE-FT).
+        parent: the run it is derived from (None for `train`).
+        seed: the training seed.
+        detail: what it takes: the method and options, the alpha, or the point of training.
+        status: `done`, `changed` or `to do`.
+    """
+
+    name: str
+    kind: str
+    method: str
+    parent: str | None
+    seed: int
+    detail: str
+    status: str
+
+
+def study_plan(study) -> list[PlannedRun]:
+    """The plan of `study` (a `retain.study.run.Study`) against its output folder."""
+    base = study.out / "base.json"
+    base_fp = read_json(base)["fingerprint"] if base.is_file() else None
+    rows: list[PlannedRun] = []
+    for seed in study.config.seeds:
+        trained: dict[str, tuple[str | None, dict | None]] = {}  # name -> (key, saved record)
+        for entry in study.config.methods:
+            if entry.method == WISE_FT:
+                continue
+            key = study.train_key(entry, seed, base_fp) if base_fp else None
+            status, saved = _status(study, entry.run_name, seed, key)
+            trained[entry.run_name] = (key, saved)
+            options = ", ".join(f"{k}={v}" for k, v in entry.options.items())
+            rows.append(PlannedRun(entry.run_name, "train", entry.method, None, seed,
+                                   entry.method + (f" ({options})" if options else ""), status))
+            rows += _checkpoints(study, entry, seed, key if status == "done" else None, saved)
+        for entry in study.config.methods:
+            if entry.method != WISE_FT:
+                continue
+            parent_key, parent = trained.get(entry.of, (None, None))
+            for alpha in entry.alphas:
+                name = f"{entry.of}+{entry.run_name}-{alpha:g}"
+                key = study.derived_key(parent_key, alpha=alpha) if parent is not None else None
+                rows.append(PlannedRun(name, WISE_FT, WISE_FT, entry.of, seed, f"alpha {alpha:g}",
+                                       _status(study, name, seed, key)[0]))
+    return rows
+
+
+def _checkpoints(study, entry, seed: int, parent_key: str | None, parent: dict | None) -> list[PlannedRun]:
+    if parent_key is not None and parent is not None:  # trained: the steps are known
+        rows = []
+        for kept in parent.get("kept", []):
+            name = f"{entry.run_name}+step-{kept['step']}"
+            key = study.derived_key(parent_key, step=kept["step"])
+            rows.append(PlannedRun(name, "checkpoint", entry.method, entry.run_name, seed,
+                                   f"step {kept['step']} of {parent['steps']} (asked: {kept['point']:g})",
+                                   _status(study, name, seed, key)[0]))
+        return rows
+    return [PlannedRun(f"{entry.run_name}+step-?", "checkpoint", entry.method, entry.run_name, seed,
+                       f"at {point:g} of training", "to do") for point in entry.checkpoints or []]
+
+
+def _status(study, name: str, seed: int, key: str | None) -> tuple[str, dict | None]:
+    path = study.run_dir(name, seed) / "result.json"
+    if not path.is_file():
+        return "to do", None
+    if key is None:  # no base.json, or the parent is not done: nothing can be matched yet
+        return "to do", None
+    saved = read_json(path)
+    return ("done", saved) if saved.get("key") == key else ("changed", None)
