@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.retain-installed
 
-.PHONY: test demo setup bench compare real-study real-model-study clean test-cli-range
+.PHONY: test demo setup bench compare real-study real-model-study real-model-longer clean test-cli-range
 
 setup: $(STAMP)
 
@@ -50,6 +50,9 @@ real-study: $(STAMP)
 # docs/benchmarks/real-model (about 90 minutes on 2 cores; resumable).
 real-model-study: $(STAMP)
 	$(PY) bench/real_model/run.py
+
+real-model-longer: $(STAMP)
+	$(PY) bench/real_model/run.py --longer
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -60,24 +60,25 @@ def publish(study_out: Path, timings: dict, dest: Path) -> None:
 
 
 def run_and_report(config, out: Path, timings: dict, compare_to: Path | None, no_publish: bool, dest: Path,
-                   console) -> dict:
-    """Run (or resume) the study into OUT/study, record its timings, then check or publish it."""
+                   console, name: str = "study") -> dict:
+    """Run (or resume) the study into OUT/NAME, record its timings, then check or publish it."""
     import time
 
     from retain.cli.study import print_summary, run_with_progress
     from retain.io import atomic_write_json, read_json
 
     start = time.perf_counter()
-    study_out = out / "study"
+    study_out = out / name
     doc = run_with_progress(config, study_out, console)
     timings["stages"]["study_seconds_this_call"] = round(time.perf_counter() - start, 1)
     timings["runs"] = {r["name"]: r.get("cost") for r in doc["runs"]}
-    atomic_write_json(out / "timings.json", timings)
+    suffix = "" if name == "study" else f"-{name}"
+    atomic_write_json(out / f"timings{suffix}.json", timings)
     print_summary(doc, study_out, console)
     if compare_to is not None:
         rows = agreement(read_json(compare_to), doc)
         print_agreement(rows, compare_to, console)
-        atomic_write_json(out / "agreement.json", {"compared_to": str(compare_to), "rows": rows})
+        atomic_write_json(out / f"agreement{suffix}.json", {"compared_to": str(compare_to), "rows": rows})
     elif not no_publish:
         publish(study_out, timings, dest)
         console.print(f"published to {dest}")

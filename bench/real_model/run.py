@@ -17,6 +17,11 @@ Stages, each resumable after an interruption (a finished stage or run is not red
 
 `--compare-to docs/benchmarks/real-model/results.json` checks a rerun against the committed report
 (every run and task's change against the base within the combined 95% CI half-widths).
+
+`--longer` runs the longer regime instead (`make real-model-longer`): the same study with `full` and
+`lora` alone, three epochs each, their checkpoints after half an epoch, one and two epochs evaluated
+as derived runs (the forgetting trajectory), into OUT/longer and docs/benchmarks/real-model-longer/.
+The base's evaluation is shared with the main study through the evaluation cache.
 """
 
 from __future__ import annotations
@@ -41,6 +46,16 @@ CONFIG = HERE / "study.yaml"
 PUBLISH = REPO / "docs" / "benchmarks" / "real-model"
 PROBE = "bench/real_model/out/chat-probe"  # as the config names it, relative to the repository root
 PROBE_PROMPTS = 150  # the study's eval.limit: the same prompts in the same batches as its own evaluation
+# The longer regime: three epochs of the same 500 examples (63 steps each), checkpoints at half an epoch,
+# one and two epochs. Each method keeps the learning rate the main study chose for it.
+EPOCH_STEPS = 63
+LONGER = {"name": "real-model-longer", "methods": [
+    {"method": "full", "name": "full-3ep", "train": {"epochs": 3},
+     "checkpoints": [EPOCH_STEPS // 2 + 1, EPOCH_STEPS, 2 * EPOCH_STEPS]},
+    {"method": "lora", "name": "lora-3ep", "options": {"r": 16, "alpha": 32},
+     "train": {"epochs": 3, "learning_rate": 3.0e-3},
+     "checkpoints": [EPOCH_STEPS // 2 + 1, EPOCH_STEPS, 2 * EPOCH_STEPS]},
+]}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,6 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=HERE / "out", help="where the probe and the study go")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     p.add_argument("--no-publish", action="store_true", help="leave docs/benchmarks alone")
+    p.add_argument("--longer", action="store_true",
+                   help="the longer regime (full and LoRA, three epochs, checkpoints) instead of the main study")
     p.add_argument("--compare-to", type=Path, default=None,
                    help="a published results.json: report whether this run's changes agree within noise "
                         "(implies --no-publish)")
@@ -103,7 +120,12 @@ def main(argv=None) -> None:
     config = load_study_config(CONFIG)
     timings = {"machine": machine_info(), "threads": args.threads, "stages": {}}
     timings["stages"]["probe_seconds_this_call"] = make_probe(config, args.data_dir.resolve(), args.threads)
-    run_and_report(config, args.out, timings, args.compare_to, args.no_publish, PUBLISH, console)
+    if args.longer:
+        longer = load_study_config(CONFIG, overrides=LONGER)
+        run_and_report(longer, args.out, timings, args.compare_to, args.no_publish,
+                       PUBLISH.with_name("real-model-longer"), console, name="longer")
+    else:
+        run_and_report(config, args.out, timings, args.compare_to, args.no_publish, PUBLISH, console)
 
 
 if __name__ == "__main__":
