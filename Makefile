@@ -52,7 +52,7 @@ real-model-study: $(STAMP)
 	$(PY) bench/real_model/run.py
 
 real-model-longer: $(STAMP)
-	$(PY) bench/real_model/run.py --longer
+	$(PY) bench/real_model/run.py --variant longer
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

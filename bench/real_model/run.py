@@ -18,10 +18,16 @@ Stages, each resumable after an interruption (a finished stage or run is not red
 `--compare-to docs/benchmarks/real-model/results.json` checks a rerun against the committed report
 (every run and task's change against the base within the combined 95% CI half-widths).
 
-`--longer` runs the longer regime instead (`make real-model-longer`): the same study with `full` and
-`lora` alone, three epochs each, their checkpoints after half an epoch, one and two epochs evaluated
-as derived runs (the forgetting trajectory), into OUT/longer and docs/benchmarks/real-model-longer/.
-The base's evaluation is shared with the main study through the evaluation cache.
+Two companion studies share the main study's evaluation (the same tasks, examples and settings, so
+the base and any model already scored come from the evaluation cache):
+
+- `--variant longer` (`make real-model-longer`): the longer regime, `full` and `lora` alone, three
+  epochs each, their checkpoints after half an epoch, one and two epochs evaluated as derived runs
+  (the forgetting trajectory); OUT/longer, docs/benchmarks/real-model-longer/.
+- `--variant rates`: forgetting against the learning rate: `full` and `lora` at the other rates of
+  the validation sweep (`lr_sweep.py`), beside the chosen ones. The sweep's trained runs are reused
+  (hard-linked into the study's folders) when they exist, else trained; OUT/rates,
+  docs/benchmarks/real-model-rates/.
 """
 
 from __future__ import annotations
@@ -49,13 +55,36 @@ PROBE_PROMPTS = 150  # the study's eval.limit: the same prompts in the same batc
 # The longer regime: three epochs of the same 500 examples (63 steps each), checkpoints at half an epoch,
 # one and two epochs. Each method keeps the learning rate the main study chose for it.
 EPOCH_STEPS = 63
-LONGER = {"name": "real-model-longer", "methods": [
-    {"method": "full", "name": "full-3ep", "train": {"epochs": 3},
-     "checkpoints": [EPOCH_STEPS // 2 + 1, EPOCH_STEPS, 2 * EPOCH_STEPS]},
-    {"method": "lora", "name": "lora-3ep", "options": {"r": 16, "alpha": 32},
-     "train": {"epochs": 3, "learning_rate": 3.0e-3},
-     "checkpoints": [EPOCH_STEPS // 2 + 1, EPOCH_STEPS, 2 * EPOCH_STEPS]},
-]}
+LORA = {"method": "lora", "options": {"r": 16, "alpha": 32}}
+VARIANTS = {
+    "longer": {"name": "real-model-longer", "methods": [
+        {"method": "full", "name": "full-3ep", "train": {"epochs": 3},
+         "checkpoints": [EPOCH_STEPS // 2 + 1, EPOCH_STEPS, 2 * EPOCH_STEPS]},
+        {**LORA, "name": "lora-3ep", "train": {"epochs": 3, "learning_rate": 3.0e-3},
+         "checkpoints": [EPOCH_STEPS // 2 + 1, EPOCH_STEPS, 2 * EPOCH_STEPS]},
+    ]},
+    # Named as lr_sweep.py names its runs, so that its trained folders are found.
+    "rates": {"name": "real-model-rates", "methods": [
+        {"method": "full", "name": "full-lr3e-05", "train": {"learning_rate": 3.0e-5}},
+        {"method": "full", "name": "full-lr0.0001"},
+        {**LORA, "name": "lora-lr0.0003", "train": {"learning_rate": 3.0e-4}},
+        {**LORA, "name": "lora-lr0.001", "train": {"learning_rate": 1.0e-3}},
+        {**LORA, "name": "lora-lr0.003", "train": {"learning_rate": 3.0e-3}},
+    ]},
+}
+
+
+def reuse_sweep_runs(config, out: Path) -> None:
+    """Hard-link lr_sweep.py's finished runs, and the main study's at the same settings, into the rates
+    study's run folders (the training loop then finds them finished; nothing is trained twice)."""
+    main = {"full-lr0.0001": out / "study" / "runs" / "full-s0" / "train",
+            "lora-lr0.003": out / "study" / "runs" / "lora-s0" / "train"}
+    for entry in config.methods:
+        dest = out / "rates" / "runs" / f"{entry.run_name}-s0" / "train"
+        source = main.get(entry.run_name, out / "lr-sweep" / entry.run_name)
+        if not dest.exists() and (source / "metadata.json").is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(source, dest, copy_function=os.link)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -64,8 +93,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=HERE / "out", help="where the probe and the study go")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     p.add_argument("--no-publish", action="store_true", help="leave docs/benchmarks alone")
-    p.add_argument("--longer", action="store_true",
-                   help="the longer regime (full and LoRA, three epochs, checkpoints) instead of the main study")
+    p.add_argument("--variant", choices=sorted(VARIANTS), default=None,
+                   help="a companion study instead of the main one: longer (three epochs, checkpoints) or "
+                        "rates (forgetting against the learning rate)")
     p.add_argument("--compare-to", type=Path, default=None,
                    help="a published results.json: report whether this run's changes agree within noise "
                         "(implies --no-publish)")
@@ -120,10 +150,12 @@ def main(argv=None) -> None:
     config = load_study_config(CONFIG)
     timings = {"machine": machine_info(), "threads": args.threads, "stages": {}}
     timings["stages"]["probe_seconds_this_call"] = make_probe(config, args.data_dir.resolve(), args.threads)
-    if args.longer:
-        longer = load_study_config(CONFIG, overrides=LONGER)
-        run_and_report(longer, args.out, timings, args.compare_to, args.no_publish,
-                       PUBLISH.with_name("real-model-longer"), console, name="longer")
+    if args.variant:
+        variant = load_study_config(CONFIG, overrides=VARIANTS[args.variant])
+        if args.variant == "rates":
+            reuse_sweep_runs(variant, args.out)
+        run_and_report(variant, args.out, timings, args.compare_to, args.no_publish,
+                       PUBLISH.with_name(f"real-model-{args.variant}"), console, name=args.variant)
     else:
         run_and_report(config, args.out, timings, args.compare_to, args.no_publish, PUBLISH, console)
 
