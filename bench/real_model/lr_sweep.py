@@ -53,7 +53,6 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     from retain.cli import quiet_libraries
-    from retain.methods import make_method
     from retain.study.config import load_study_config
     from retain.study.run import Study
     from retain.training import train
@@ -68,7 +67,7 @@ def main(argv=None) -> None:
     rows, picks = [], {}
     for name, rates in parse_rates(args.rates).items():
         entry = entries[name]
-        method = make_method(entry.method, entry.options)
+        method = entry.method_config
         settings = study.train_settings(entry, seed)
         used = settings.learning_rate or method.learning_rate()  # the rate the study trains with
         for lr in rates:

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from retain.errors import UserError
 from retain.models.loading import AUTOCAST_NAMES, DTYPES
@@ -87,9 +87,24 @@ class MethodEntry(_Strict):
                                             "(fractions of all steps, 0 < x < 1, or step numbers) and evaluate "
                                             "each as the derived run NAME+step-N: the forgetting trajectory.")
 
+    # Set once when the study config is validated (see `StudyConfig._typed_methods`): the method as a typed
+    # config, and the entry's training settings (the study's `train`, then its own) without the seed.
+    _method: Any = PrivateAttr(default=None)
+    _settings: Any = PrivateAttr(default=None)
+
     @property
     def run_name(self) -> str:
         return self.name or self.method
+
+    @property
+    def method_config(self):
+        """The validated method (`retain.methods.MethodConfig`); None for wise-ft entries."""
+        return self._method
+
+    @property
+    def settings(self):
+        """The validated training settings (`retain.training.TrainSettings`), seed 0; None for wise-ft."""
+        return self._settings
 
     @field_validator("name")
     @classmethod
@@ -205,6 +220,29 @@ class StudyConfig(_Strict):
         return methods
 
     @model_validator(mode="after")
+    def _typed_methods(self):
+        """Each training entry's method and settings, validated here, once, by the code that trains them."""
+        from retain.methods import make_method
+        from retain.training.config import make_settings
+
+        for i, entry in enumerate(self.methods):
+            if entry.method == WISE_FT:
+                continue
+            merged = {"progress": False, **self.train, **entry.train}
+            if entry.checkpoints:
+                merged["keep_at"] = entry.checkpoints
+            if self.target.train_examples is not None:
+                merged.setdefault("train_examples", self.target.train_examples)
+            if self.device != "auto":
+                merged.setdefault("device", self.device)
+            try:
+                entry._method = make_method(entry.method, entry.options)
+                entry._settings = make_settings(merged)
+            except UserError as e:
+                raise ValueError(f"methods.{i} ({entry.run_name}): {e.message}") from None
+        return self
+
+    @model_validator(mode="after")
     def _tasks_distinct(self):
         names = [self.target.task] + [p.task for p in self.protect]
         if len(set(names)) != len(names):
@@ -220,22 +258,4 @@ def load_study_config(path: str | Path, overrides: dict[str, Any] | None = None)
     """
     data = read_yaml(path)
     data.update(overrides or {})
-    config = validated(StudyConfig, data, str(path))
-    check_methods(config, str(path))
-    return config
-
-
-def check_methods(config: StudyConfig, where: str) -> None:
-    """Validate every method's options and training settings before anything runs."""
-    from retain.methods import make_method
-    from retain.training.config import make_settings
-
-    for i, entry in enumerate(config.methods):
-        key = f"{where}: methods.{i} ({entry.run_name})"
-        if entry.method == WISE_FT:
-            continue
-        try:
-            make_method(entry.method, entry.options)
-            make_settings({**config.train, **entry.train})
-        except UserError as e:
-            raise UserError(f"{key}: {e.message}") from None
+    return validated(StudyConfig, data, str(path))

@@ -115,26 +115,15 @@ class Study:
         return self.out / "runs" / f"{name}-s{seed}"
 
     def train_settings(self, entry: MethodEntry, seed: int):
-        """The training settings of `entry` at `seed`: the study's, the entry's own, then the seed."""
-        from retain.training.config import make_settings
-
-        merged = {"progress": False, **self.config.train, **entry.train, "seed": seed}
-        if entry.checkpoints:
-            merged["keep_at"] = entry.checkpoints
-        if self.config.target.train_examples is not None:
-            merged.setdefault("train_examples", self.config.target.train_examples)
-        if self.config.device != "auto":
-            merged.setdefault("device", self.config.device)
-        return make_settings(merged)
+        """The training settings of `entry` at `seed` (validated with the config; only the seed is set here)."""
+        return entry.settings.model_copy(update={"seed": seed})
 
     def train_key(self, entry: MethodEntry, seed: int, base_fp: str) -> str:
         """What identifies a training run's result: base, method, settings, target data, evaluation."""
-        from retain.methods import make_method
-
         settings = self.train_settings(entry, seed)
         # keep_at: [] is left out of the key, so that runs from before checkpoints existed are reused.
         dumped = settings.model_dump(mode="json", exclude=None if settings.keep_at else {"keep_at"})
-        return sha256_json({"base": base_fp, "method": make_method(entry.method, entry.options).describe(),
+        return sha256_json({"base": base_fp, "method": entry.method_config.describe(),
                             "settings": dumped,
                             "target": self.target.task.identity("train", self.config.target.train_examples),
                             "eval": self._eval_identity()})
@@ -153,11 +142,10 @@ class Study:
         return None
 
     def _train_run(self, entry: MethodEntry, seed: int, base_fp: str) -> dict:
-        from retain.methods import make_method
         from retain.models.loading import LazyModel
         from retain.training import train
 
-        method = make_method(entry.method, entry.options)
+        method = entry.method_config
         settings = self.train_settings(entry, seed)
         run_dir = self.run_dir(entry.run_name, seed)
         key = self.train_key(entry, seed, base_fp)
