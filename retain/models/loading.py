@@ -192,6 +192,7 @@ def load_model(
     dtype: str = "auto",
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    merge_adapter: bool = False,
 ) -> LoadedModel:
     """Load a model by hub id or local folder, with its tokenizer and an optional PEFT adapter.
 
@@ -203,6 +204,10 @@ def load_model(
         dtype: `auto`, `float32`, `bfloat16`, `float16` or `bf16-autocast` (see `pick_precision`).
         allow_pickle: allow `.bin`/`.pt` checkpoints (pickle can execute code).
         trust_remote_code: run model code shipped with the checkpoint.
+        merge_adapter: merge a mergeable adapter (LoRA, DoRA, IA3, ...) into the weights after loading,
+            for inference: the same function without the adapter layers' per-layer overhead (LoRA
+            evaluation on a CPU: see docs/benchmarks/speed.md). The fingerprint is the adapter's all the
+            same. Prompt-learning adapters cannot be merged and stay as they are.
 
     Raises:
         UserError: missing folder or weights, unreadable config, incompatible adapter.
@@ -243,6 +248,9 @@ def load_model(
     model.to(dev)
     model.eval()
     fp = _fingerprint(model, tokenizer, source_dir, adapter_dir)
+    if merge_adapter and adapter_dir is not None and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+        model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, is_seq2seq=seq2seq, fingerprint=fp,
                        adapter=adapter, source_dir=source_dir, extra={"source": source.origin} if source.origin else {},
                        autocast=precision.autocast, autocast_generation=precision.autocast_generation)
@@ -303,10 +311,11 @@ class LazyModel:
     """
 
     def __init__(self, name_or_path: str, adapter: str | None = None, device: str = "auto", dtype: str = "auto",
-                 allow_pickle: bool = False, trust_remote_code: bool = False):
+                 allow_pickle: bool = False, trust_remote_code: bool = False, merge_adapter: bool = True):
         self.name, self.adapter = name_or_path, adapter
+        # It is loaded to be evaluated: a mergeable adapter is merged (see `load_model`).
         self._kwargs = dict(adapter=adapter, device=device, dtype=dtype, allow_pickle=allow_pickle,
-                            trust_remote_code=trust_remote_code)
+                            trust_remote_code=trust_remote_code, merge_adapter=merge_adapter)
         self._loaded: LoadedModel | None = None
         self._device = pick_device(device)
         self._precision = pick_precision(dtype, self._device)
