@@ -1,0 +1,41 @@
+"""The real-model study's configs (bench/real_model): the main study, its companion variants and the hub
+version all validate, and they agree with each other where the scripts rely on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.real_model.lr_sweep import DEFAULT_RATES
+from bench.real_model.run import CONFIG, PROBE, VARIANTS, probe_length
+from tests.conftest import DATA, needs_data
+
+
+@needs_data
+def test_the_main_study_and_its_variants_validate_and_share_the_evaluation(monkeypatch):
+    from retain.study.config import load_study_config
+
+    monkeypatch.setenv("RETAIN_DATA_DIR", str(DATA))
+    main = load_study_config(CONFIG)
+    assert {m.method for m in main.methods} == {"full", "lora", "multitask", "replay", "l2sp", "wise-ft"}
+    assert main.eval.limit >= 150 and main.target.train_examples == 500
+    assert probe_length(main) == next(p.max_new_tokens for p in main.protect if p.task == "instructions")
+    assert any(p.task == f"instructions:{PROBE}" for p in main.protect)
+    for name, overrides in VARIANTS.items():
+        variant = load_study_config(CONFIG, overrides=overrides)
+        # The same tasks and evaluation: the base (and any model already scored) comes from the cache.
+        assert (variant.protect, variant.eval, variant.target, variant.dtype) == \
+            (main.protect, main.eval, main.target, main.dtype), name
+    rates = load_study_config(CONFIG, overrides=VARIANTS["rates"])
+    swept = {f"{m}-lr{lr:g}" for m, lrs in DEFAULT_RATES.items() for lr in lrs}
+    assert {m.run_name for m in rates.methods} <= swept  # lr_sweep.py's run folders are found by name
+    for m in rates.methods:
+        assert m.run_name.endswith(f"lr{m.settings.learning_rate or m.method_config.learning_rate():g}")
+
+
+def test_the_hub_version_validates_without_the_internet():
+    from retain.study.config import load_study_config
+
+    hub = load_study_config(Path(CONFIG).with_name("study-hub.yaml"))
+    main_lora = next(m for m in load_study_config(CONFIG, {"protect": hub.protect}).methods if m.method == "lora")
+    assert next(m for m in hub.methods if m.method == "lora").train == main_lora.train
+    assert all(":hf:" in t or t.startswith("instructions:") for t in [hub.target.task, *(p.task for p in hub.protect)])
