@@ -16,4 +16,6 @@ from retain.methods.base import (  # noqa: F401
 # Modules that register methods where they are defined.
 from retain.methods import adapters, full, lora  # noqa: E402,F401
 from retain.methods import ewc, l2sp, multitask, replay, wise_ft  # noqa: E402,F401
+from retain.methods import checkpoints  # noqa: E402,F401  (a derived kind)
+from retain.methods.derived import DerivedRun, derived_kind, derived_kinds  # noqa: E402,F401
 from retain.methods.wise_ft import ModelRef, save_wise_ft, wise_ft_model  # noqa: E402,F401

@@ -29,6 +29,7 @@ from pydantic import Field, field_validator
 
 from retain.errors import UserError
 from retain.methods.base import MethodConfig, register_method
+from retain.methods.derived import DerivedRun, register_derived
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
@@ -211,3 +212,32 @@ class WiseFTMethod(MethodConfig):
 class _Run:
     out_dir: Path
     metadata: dict
+
+
+class WiseFTRuns:
+    """WiSE-FT in a study: each `wise-ft` entry (`of: PARENT`, `alphas: [...]`) derives one run per alpha
+    from its parent, named `PARENT+NAME-ALPHA`, made once every training run is done."""
+
+    kind = "wise-ft"
+    after_all = True
+
+    def planned(self, entries, parent_entry, parent: dict | None) -> list[DerivedRun]:
+        return [DerivedRun(f"{e.of}+{e.run_name}-{alpha:g}", self.kind, self.kind, e.of, key={"alpha": alpha},
+                           detail=f"alpha {alpha:g}")
+                for e in entries if e.method == self.kind and e.of == parent_entry.run_name for alpha in e.alphas]
+
+    def model(self, parent: dict, run: DerivedRun, device: str, dtype: str):
+        return wise_ft_model(parent["train_dir"], run.key["alpha"], device=device)
+
+    def fields(self, parent: dict, run: DerivedRun) -> dict:
+        alpha = run.key["alpha"]
+        return {"method": self.kind, "options": {"alpha": alpha}, "alpha": alpha, "step": None, "of_steps": None,
+                "point": None}
+
+    def cost(self, parent: dict, run: DerivedRun) -> dict:
+        # No training: the cost is the interpolation and evaluation (the parent's training is its own).
+        return {"train_seconds": 0.0, "tokens_per_second": None, "trainable_parameters": 0,
+                "total_parameters": parent["cost"]["total_parameters"], "peak_memory_mb": None}
+
+
+register_derived(WiseFTRuns())

@@ -6,9 +6,9 @@ so `retain study CONFIG --plan` is instant and safe on a folder another process 
 
 A run is *done* when its result.json holds the key the study would give it now; *changed* when a
 result.json exists for other settings (it will run again); *to do* otherwise. Without base.json no key
-can be computed (it names the base model's fingerprint), so every run is *to do*. A checkpoint's step
-is known once its parent has trained (a fraction of training becomes a step then): until then the
-plan names it `PARENT+step-?` with the point asked for.
+can be computed (it names the base model's fingerprint), so every run is *to do*. Derived runs come
+from their kinds (`retain.methods.derived`): a checkpoint asked for as a fraction of training gets its
+step once its parent has trained; until then the plan names it `PARENT+at-FRACTION`.
 """
 
 from __future__ import annotations
@@ -43,46 +43,38 @@ class PlannedRun:
 
 
 def study_plan(study) -> list[PlannedRun]:
-    """The plan of `study` (a `retain.study.run.Study`) against its output folder."""
+    """The plan of `study` (a `retain.study.run.Study`) against its output folder, in the order it runs."""
+    from retain.methods.derived import derived_kinds
+
     base = study.out / "base.json"
     base_fp = read_json(base)["fingerprint"] if base.is_file() else None
+    kinds = derived_kinds()
     rows: list[PlannedRun] = []
     for seed in study.config.seeds:
-        trained: dict[str, tuple[str | None, dict | None]] = {}  # name -> (key, saved record)
+        trained = []  # (entry, key when done, saved record when done)
         for entry in study.config.methods:
             if entry.method == WISE_FT:
                 continue
             key = study.train_key(entry, seed, base_fp) if base_fp else None
             status, saved = _status(study, entry.run_name, seed, key)
-            trained[entry.run_name] = (key, saved)
+            trained.append((entry, key, saved))
             options = ", ".join(f"{k}={v}" for k, v in entry.options.items())
             rows.append(PlannedRun(entry.run_name, "train", entry.method, None, seed,
                                    entry.method + (f" ({options})" if options else ""), status))
-            rows += _checkpoints(study, entry, seed, key if status == "done" else None, saved)
-        for entry in study.config.methods:
-            if entry.method != WISE_FT:
-                continue
-            parent_key, parent = trained.get(entry.of, (None, None))
-            for alpha in entry.alphas:
-                name = f"{entry.of}+{entry.run_name}-{alpha:g}"
-                key = study.derived_key(parent_key, alpha=alpha) if parent is not None else None
-                rows.append(PlannedRun(name, WISE_FT, WISE_FT, entry.of, seed, f"alpha {alpha:g}",
-                                       _status(study, name, seed, key)[0]))
+            rows += [r for kind in kinds if not kind.after_all for r in _derived(study, kind, entry, key, saved, seed)]
+        for kind in kinds:
+            if kind.after_all:
+                rows += [r for entry, key, saved in trained for r in _derived(study, kind, entry, key, saved, seed)]
     return rows
 
 
-def _checkpoints(study, entry, seed: int, parent_key: str | None, parent: dict | None) -> list[PlannedRun]:
-    if parent_key is not None and parent is not None:  # trained: the steps are known
-        rows = []
-        for kept in parent.get("kept", []):
-            name = f"{entry.run_name}+step-{kept['step']}"
-            key = study.derived_key(parent_key, step=kept["step"])
-            rows.append(PlannedRun(name, "checkpoint", entry.method, entry.run_name, seed,
-                                   f"step {kept['step']} of {parent['steps']} (asked: {kept['point']:g})",
-                                   _status(study, name, seed, key)[0]))
-        return rows
-    return [PlannedRun(f"{entry.run_name}+step-?", "checkpoint", entry.method, entry.run_name, seed,
-                       f"at {point:g} of training", "to do") for point in entry.checkpoints or []]
+def _derived(study, kind, entry, parent_key: str | None, parent: dict | None, seed: int) -> list[PlannedRun]:
+    rows = []
+    for run in kind.planned(study.config.methods, entry, parent):
+        key = study.derived_key(parent_key, **run.key) if parent is not None and run.known else None
+        rows.append(PlannedRun(run.name, kind.kind, run.method, run.parent, seed, run.detail,
+                               _status(study, run.name, seed, key)[0]))
+    return rows
 
 
 def _status(study, name: str, seed: int, key: str | None) -> tuple[str, dict | None]:

@@ -33,6 +33,7 @@ from retain.evaluation.runner import (EvalSettings, TaskResult, eval_examples, e
 from retain.io import atomic_write_json, atomic_write_text, read_json, sha256_json
 from retain.lock import FolderLock
 from retain.study import compare, verdict
+from retain.methods.derived import derived_kinds
 from retain.study.config import WISE_FT, MethodEntry, StudyConfig
 from retain.tasks import Task, get_task
 
@@ -178,67 +179,34 @@ class Study:
         self.log(f"  {entry.run_name} (seed {seed}): done in {cost['wall_seconds']:.1f}s")
         return record
 
-    def _wise_ft_runs(self, entry: MethodEntry, seed: int, parent: dict, base_fp: str) -> list[dict]:
-        from retain.methods.wise_ft import wise_ft_model
+    def _derived_run(self, kind, run, parent: dict, seed: int) -> dict:
+        """One derived run (a WiSE-FT point, a checkpoint, ...): made by its kind, evaluated, saved."""
+        run_dir = self.run_dir(run.name, seed)
+        key = self.derived_key(parent["key"], **run.key)
+        saved = self._saved(run_dir, key)
+        if saved is not None:
+            return saved
+        t0 = time.perf_counter()
+        lm = kind.model(parent, run, self.config.device, self.config.dtype)
+        results = self._evaluate(lm, run.name)
+        cost = {**kind.cost(parent, run), "wall_seconds": round(time.perf_counter() - t0, 3),
+                "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
+        record = {"key": key, "name": run.name, "seed": seed, "parent": parent["name"], **kind.fields(parent, run),
+                  "model": {"fingerprint": lm.fingerprint}, "cost": cost, **_provenance(None),
+                  "outputs": {n: r.outputs() for n, r in results.items()}}
+        atomic_write_json(run_dir / "result.json", record, indent=None)
+        self.log(f"  {run.name}: evaluated in {cost['wall_seconds']:.1f}s")
+        return record
 
-        records = []
-        for alpha in entry.alphas:
-            name = f"{parent['name']}+{entry.run_name}-{alpha:g}"
-            run_dir = self.run_dir(name, seed)
-            key = self.derived_key(parent["key"], alpha=alpha)
-            saved = self._saved(run_dir, key)
-            if saved is not None:
-                records.append(saved)
-                continue
-            t0 = time.perf_counter()
-            lm = wise_ft_model(parent["train_dir"], alpha, device=self.config.device)
-            results = self._evaluate(lm, name)
-            # No training: the cost is the interpolation and evaluation (the parent's training is its own).
-            cost = {"wall_seconds": round(time.perf_counter() - t0, 3), "train_seconds": 0.0, "tokens_per_second": None,
-                    "trainable_parameters": 0, "total_parameters": parent["cost"]["total_parameters"],
-                    "peak_memory_mb": None, "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
-            record = {"key": key, "name": name, "method": WISE_FT, "options": {"alpha": alpha}, "seed": seed,
-                      "parent": parent["name"], "alpha": alpha, "model": {"fingerprint": lm.fingerprint},
-                      "cost": cost, **_provenance(None), "outputs": {n: r.outputs() for n, r in results.items()}}
-            atomic_write_json(run_dir / "result.json", record, indent=None)
-            self.log(f"  {name}: evaluated in {cost['wall_seconds']:.1f}s")
-            records.append(record)
-        return records
-
-    def _checkpoint_runs(self, parent: dict, seed: int) -> list[dict]:
-        """The checkpoints kept while `parent` trained (`checkpoints:`), each evaluated as a derived run."""
-        from retain.models.loading import LazyModel
-        from retain.training.loop import load_trained
-
-        records = []
-        for kept in parent.get("kept", []):
-            name, step = f"{parent['name']}+step-{kept['step']}", kept["step"]
-            run_dir = self.run_dir(name, seed)
-            key = self.derived_key(parent["key"], step=step)
-            saved = self._saved(run_dir, key)
-            if saved is not None:
-                records.append(saved)
-                continue
-            t0 = time.perf_counter()
-            trained = load_trained(parent["train_dir"])
-            folder = str(Path(parent["train_dir"]) / kept["path"])
-            lm = (LazyModel(trained.model_path, adapter=folder, device=self.config.device, dtype=self.config.dtype)
-                  if trained.adapter_path else LazyModel(folder, device=self.config.device, dtype=self.config.dtype))
-            results = self._evaluate(lm, name)
-            # Its training is the first `step` of the parent's steps: that share of the parent's cost.
-            share = step / parent["steps"]
-            pc = parent["cost"]
-            cost = {**pc, "wall_seconds": round(time.perf_counter() - t0, 3),
-                    "train_seconds": round(pc["train_seconds"] * share, 3) if pc.get("train_seconds") else None,
-                    "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
-            record = {"key": key, "name": name, "method": parent["method"], "options": parent["options"],
-                      "seed": seed, "parent": parent["name"], "alpha": None, "step": step, "of_steps": parent["steps"],
-                      "point": kept["point"], "model": {"fingerprint": lm.fingerprint}, "cost": cost,
-                      **_provenance(None), "outputs": {n: r.outputs() for n, r in results.items()}}
-            atomic_write_json(run_dir / "result.json", record, indent=None)
-            self.log(f"  {name}: evaluated in {cost['wall_seconds']:.1f}s")
-            records.append(record)
-        return records
+    def _derive(self, kind, entry: MethodEntry, parent: dict, seed: int, records: list, failed: list) -> None:
+        """Every run of `kind` derived from the trained run `parent` of `entry`, appended as they finish."""
+        for run in kind.planned(self.config.methods, entry, parent):
+            try:
+                records.append(self._derived_run(kind, run, parent, seed))
+            except UserError as e:
+                self.log(f"  {run.name} (seed {seed}): FAILED: {e}")
+                failed.append({"name": run.name, "method": run.method, "seed": seed, "status": "failed",
+                               "error": str(e)})
 
     # --- the whole study ------------------------------------------------------------------------------
 
@@ -274,30 +242,33 @@ class Study:
         records: list[dict] = []
         failed: list[dict] = []
         del base_lm  # free the base weights before training
+        kinds = derived_kinds()
         for seed in self.config.seeds:
-            by_name: dict[str, dict] = {}
+            trained: list[tuple[MethodEntry, dict]] = []
             for entry in self.config.methods:
-                if entry.method == WISE_FT:
+                if entry.method == WISE_FT:  # not a training run: it names the parent it derives from
                     continue
                 try:
-                    by_name[entry.run_name] = self._train_run(entry, seed, base_fp=self._base_fp())
-                    records.append(by_name[entry.run_name])
+                    record = self._train_run(entry, seed, base_fp=self._base_fp())
                 except UserError as e:  # e.g. a NaN loss: report it, keep the other runs
                     self.log(f"  {entry.run_name} (seed {seed}): FAILED: {e}")
                     failed.append({"name": entry.run_name, "method": entry.method, "seed": seed,
                                    "status": "failed", "error": str(e)})
-                if entry.run_name in by_name:
-                    try:
-                        records += self._checkpoint_runs(by_name[entry.run_name], seed)
-                    except UserError as e:
-                        self.log(f"  {entry.run_name} (seed {seed}): checkpoints FAILED: {e}")
-                        failed.append({"name": f"{entry.run_name}+checkpoints", "method": entry.method,
-                                       "seed": seed, "status": "failed", "error": str(e)})
-                self._write(base, skills, records, failed, created, finished=False)
-            for entry in self.config.methods:
-                if entry.method == WISE_FT and entry.of in by_name:
-                    records += self._wise_ft_runs(entry, seed, by_name[entry.of], self._base_fp())
                     self._write(base, skills, records, failed, created, finished=False)
+                    continue
+                records.append(record)
+                trained.append((entry, record))
+                for kind in kinds:
+                    if not kind.after_all:  # e.g. checkpoints: right after their parent
+                        self._derive(kind, entry, record, seed, records, failed)
+                self._write(base, skills, records, failed, created, finished=False)
+            for kind in kinds:
+                if kind.after_all:  # e.g. WiSE-FT: once every run is trained
+                    for entry, record in trained:
+                        before = len(records) + len(failed)
+                        self._derive(kind, entry, record, seed, records, failed)
+                        if len(records) + len(failed) > before:
+                            self._write(base, skills, records, failed, created, finished=False)
         return self._write(base, skills, records, failed, created, finished=True)
 
     def _pending(self, records: list[dict], failed: list[dict]) -> list[dict]:

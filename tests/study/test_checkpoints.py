@@ -151,7 +151,7 @@ def test_plan_lists_every_run_and_what_is_done(finished, tiny_llama_dir, tmp_pat
     cfg = {**config_dict(tiny_llama_dir), "methods": [*config_dict(tiny_llama_dir)["methods"],
                                                       {"method": "wise-ft", "of": "full", "alphas": [0.5]}]}
     fresh = _plan(cfg, tmp_path / "fresh", tmp_path)
-    assert fresh == {"full": "to do", "full+step-?": "to do", "lora": "to do", "lora+step-?": "to do",
+    assert fresh == {"full": "to do", "full+at-0.25": "to do", "full+at-0.5": "to do", "lora": "to do", "lora+step-3": "to do",
                      "full+wise-ft-0.5": "to do"}
     assert not (tmp_path / "fresh").exists()  # a plan writes nothing
     cfg["methods"][1]["checkpoints"] = [2]  # as the last test left the folder
@@ -159,7 +159,7 @@ def test_plan_lists_every_run_and_what_is_done(finished, tiny_llama_dir, tmp_pat
                                          "lora+step-2": "done", "full+wise-ft-0.5": "to do"}
     cfg["methods"][1]["options"] = {"r": 4, "dropout": 0.0}
     changed = _plan(cfg, out, tmp_path)
-    assert changed["lora"].startswith("changed") and changed["lora+step-?"] == "to do" and changed["full"] == "done"
+    assert changed["lora"].startswith("changed") and changed["lora+step-2"] == "to do" and changed["full"] == "done"
 
 
 def test_results_mid_study_list_the_runs_not_run_yet(finished, tmp_path):
@@ -169,9 +169,9 @@ def test_results_mid_study_list_the_runs_not_run_yet(finished, tmp_path):
     assert not mid["study"]["finished"]
     status = {r["name"]: r["status"] for r in mid["runs"]}
     assert status == {"full": "done", "full+step-1": "done", "full+step-2": "done", "lora": "pending",
-                      "lora+step-?": "pending"}
+                      "lora+step-3": "pending"}
     assert mid["recommendation"] == verdict.recommend(mid["runs"])  # pending runs are never recommended
     written = render_report(mid, tmp_path)
     md = written["markdown"].read_text()
-    assert "2 not run yet (lora, lora+step-?)" in md and "not run yet |" in md
+    assert "2 not run yet (lora, lora+step-3)" in md and "not run yet |" in md
     assert "not run yet" in written["html"].read_text()
