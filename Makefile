@@ -35,24 +35,24 @@ demo: $(STAMP)
 	$(VENV)/bin/retain demo
 
 bench: $(STAMP)
-	$(PY) bench/eval_speed.py
+	$(PY) -m bench.eval_speed
 
 # The peers (lm-eval, TRL) are the `bench` extra; about an hour on 2 CPU cores (see bench/README.md).
 compare: $(STAMP)
 	$(PY) -m pip install -q -e ".[dev,bench]"
-	$(PY) bench/compare.py
+	$(PY) -m bench.compare
 
 # The real-data study: base pre-training + study + report to docs/benchmarks (under an hour on 2 cores).
 real-study: $(STAMP)
-	$(PY) bench/real_study/run.py
+	$(PY) -m bench.real_study.run
 
 # The real-model study (issue 12): SmolLM2-135M-Instruct fine-tuned on DialogSum, report to
 # docs/benchmarks/real-model (about 90 minutes on 2 cores; resumable).
 real-model-study: $(STAMP)
-	$(PY) bench/real_model/run.py
+	$(PY) -m bench.real_model.run
 
 real-model-longer: $(STAMP)
-	$(PY) bench/real_model/run.py --variant longer
+	$(PY) -m bench.real_model.run --variant longer
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

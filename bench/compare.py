@@ -1,9 +1,9 @@
 """retain against the tools a user would otherwise pick, in one run: `bench/results/compare.json`.
 
-    .venv/bin/python bench/compare.py                       # every section
-    .venv/bin/python bench/compare.py --only eval train     # some sections
-    .venv/bin/python bench/compare.py --help                # each section's own flags
-    .venv/bin/python bench/compare.py --model smollm2-135m-instruct   # issue 11: the real model
+    .venv/bin/python -m bench.compare                       # every section
+    .venv/bin/python -m bench.compare --only eval train     # some sections
+    .venv/bin/python -m bench.compare --help                # each section's own flags
+    .venv/bin/python -m bench.compare --model smollm2-135m-instruct   # issue 11: the real model
                                                             # -> bench/results/compare-real.json
 
 Sections (one module each in `bench/peers/`, each with `add_args(parser)` and `run(args, log)`):
@@ -37,11 +37,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from common import REAL_MODEL, RESULTS, machine_info, model_folder, write_result  # noqa: E402
+from bench.common import REAL_MODEL, RESULTS, machine_info, model_folder, write_result
 
-SECTIONS = {"eval": "peers.lmeval", "train": "peers.train", "headroom": "peers.headroom", "study": "peers.study_cost"}
+SECTIONS = {"eval": "bench.peers.lmeval", "train": "bench.peers.train", "headroom": "bench.peers.headroom",
+            "study": "bench.peers.study_cost"}
 MODEL_SECTIONS = ("eval", "train", "headroom")  # the sections that take --model
 
 
@@ -92,7 +92,7 @@ def main(argv=None) -> None:
     from retain.cli import quiet_libraries
 
     quiet_libraries()
-    doc = {"benchmark": "compare", "command": " ".join(["python", "bench/compare.py", *(argv or sys.argv[1:])]),
+    doc = {"benchmark": "compare", "command": " ".join(["python", "-m", "bench.compare", *(argv or sys.argv[1:])]),
            "machine": machine_info(), "threads": args.threads,
            "model": {"spec": args.model, "path": str(args.model_dir)} if args.model else None, "sections": {}}
     out = args.out

@@ -20,8 +20,8 @@ produces up to `max_new_tokens`; the tokens generated (up to EOS) and the rows x
 Tasks: `summarization` (generate) and `sentiment` (choice) from `../shared/data`, or `toy-summarize`
 and `toy-sentiment` when that folder is absent.
 
-    python bench/eval_speed.py            # ~5 min on 2 idle CPU cores -> bench/results/eval_speed.json
-    python bench/eval_speed.py --quick    # ~15 s -> bench/results/eval_speed.quick.json
+    python -m bench.eval_speed            # ~5 min on 2 idle CPU cores -> bench/results/eval_speed.json
+    python -m bench.eval_speed --quick    # ~15 s -> bench/results/eval_speed.quick.json
 """
 
 from __future__ import annotations
@@ -34,18 +34,17 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, SHARED, interleaved, load_average, machine_info, write_result  # noqa: E402
+from bench.common import RESULTS, SHARED, interleaved, load_average, machine_info, write_result
 
-from retain.evaluation import engine  # noqa: E402
-from retain.models.formatting import completion_prefix  # noqa: E402
-from retain.models.loading import LoadedModel, load_model  # noqa: E402
-from retain.models.tiny import (  # noqa: E402
+from retain.evaluation import engine
+from retain.models.formatting import completion_prefix
+from retain.models.loading import LoadedModel, load_model
+from retain.models.tiny import (
     TINY_T5_SHRINK, model_from_config_dir, save_model, tiny_llama, train_tokenizer, zero_special_output_rows,
 )
-from retain.tasks import Example, Task, get_task  # noqa: E402
+from retain.tasks import Example, Task, get_task
 
 GOAL = 5.0  # the speed-up retain should reach over the naive loop on CPU, for each task kind
 
@@ -293,7 +292,7 @@ def main(argv=None) -> dict:
 
     gen_task, choice_task = pick_tasks(args.shared / "data")
     flan = args.shared / "models" / "flan-t5-small-tokenizer"
-    doc = {"bench": "eval_speed", "command": " ".join(["python", "bench/eval_speed.py", *sys.argv[1:]]),
+    doc = {"bench": "eval_speed", "command": " ".join(["python", "-m", "bench.eval_speed", *sys.argv[1:]]),
            "quick": args.quick, "machine": machine_info(), "goal_speedup": GOAL,
            "settings": {"batch_size": args.batch_size, "reps": args.reps, "statistic": "median",
                         "warmup": "each side once on the first 4 examples", "device": "cpu", "dtype": "float32",

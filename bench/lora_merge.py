@@ -1,7 +1,7 @@
 """LoRA evaluation: the adapter merged into the weights (what evaluation does) against the PeftModel as
 loaded, on the same prompts, in turns.
 
-    .venv/bin/python bench/lora_merge.py --adapter bench/real_model/out/study/runs/lora-s0/train
+    .venv/bin/python -m bench.lora_merge --adapter bench/real_model/out/study/runs/lora-s0/train
 
 Generates greedy answers for the first `--limit` test prompts of `--task` with SmolLM2-135M-Instruct
 plus the adapter (r 16 on every linear layer: 210 adapted layers, two extra small matmuls each per
@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from common import REAL_MODEL, RESULTS, SHARED, interleaved, machine_info, write_result  # noqa: E402
+from bench.common import REAL_MODEL, RESULTS, SHARED, interleaved, machine_info, write_result
 
 
 def main(argv=None) -> None:

@@ -22,7 +22,7 @@ choice changes no conclusion:
 Seconds are recorded for orientation only: this is not a timing benchmark (the machine may be
 shared; `bench/compare.py` times things).
 
-Run: `.venv/bin/python bench/precision_check.py` (writes `bench/results/precision_check.json`);
+Run: `.venv/bin/python -m bench.precision_check` (writes `bench/results/precision_check.json`);
 `--sections eval` or `--sections train` reruns one part and keeps the other's results.
 """
 
@@ -30,14 +30,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, SHARED, machine_info, write_result  # noqa: E402
+from bench.common import RESULTS, SHARED, machine_info, write_result
 
 MODEL = "smollm2-135m-instruct"
 DATA = SHARED / "data"

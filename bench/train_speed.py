@@ -25,7 +25,7 @@ training examples (`summarization:../shared/data/summarization/train.jsonl`):
      allocator caches and the lifetime `ru_maxrss` of one run never leak into another. tracemalloc is
      not used: it does not see torch's C++ allocations.
 
-Run: `.venv/bin/python bench/train_speed.py` (writes `bench/results/train_speed.json`).
+Run: `.venv/bin/python -m bench.train_speed` (writes `bench/results/train_speed.json`).
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def child_tutorial(args) -> dict:
 
 def run_child(kind: str, model: Path, args, batch_size: int | None = None, steps: int | None = None,
               checkpointing: bool = False) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--model", str(model), "--steps", str(steps or args.steps),
+    cmd = [sys.executable, "-m", "bench.train_speed", "--child", kind, "--model", str(model), "--steps", str(steps or args.steps),
            "--batch-size", str(batch_size or args.batch_size), "--examples", str(args.examples)]
     if checkpointing:
         cmd.append("--checkpointing")
@@ -195,7 +195,7 @@ def run_child(kind: str, model: Path, args, batch_size: int | None = None, steps
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
         cmd += ["--threads", str(args.threads)]
-    print(f"[train_speed] {' '.join(cmd[3:])} ...", file=sys.stderr, flush=True)
+    print(f"[train_speed] {' '.join(cmd[4:])} ...", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{proc.stderr[-4000:]}")

@@ -47,7 +47,7 @@ The LM head counts at the m positions that predict a label only: the loss needs 
 trainer computes only those; `model_flops_per_real_token_head_everywhere` gives the usual 6N count
 with the head at every position, for comparison).
 
-Run alone: `.venv/bin/python bench/peers/headroom.py --threads 2` (writes `bench/results/compare_headroom.json`).
+Run alone: `.venv/bin/python -m bench.peers.headroom --threads 2` (writes `bench/results/compare_headroom.json`).
 """
 
 from __future__ import annotations
@@ -64,9 +64,7 @@ from typing import Callable
 
 BENCH = Path(__file__).resolve().parents[1]
 ROOT = BENCH.parent
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-from common import (CACHE, FLAN, SHARED, RESULTS, load_average, machine_info, median, model_folder,  # noqa: E402
+from bench.common import (CACHE, FLAN, SHARED, RESULTS, load_average, machine_info, median, model_folder,
                     write_result)
 
 DATA = SHARED / "data" / "summarization" / "train.jsonl"
@@ -207,7 +205,7 @@ def example_lengths(model_dir: Path, n: int) -> list[tuple[int, int]]:
 
 def run_retain(model: Path, steps: int, batch_size: int, threads: int) -> dict:
     """One retain training run of `steps` x `batch_size` examples (one epoch), in a child of train_speed.py."""
-    cmd = [sys.executable, str(BENCH / "train_speed.py"), "--child", "retain-full", "--model", str(model),
+    cmd = [sys.executable, "-m", "bench.train_speed", "--child", "retain-full", "--model", str(model),
            "--steps", str(steps), "--batch-size", str(batch_size), "--examples", str(steps * batch_size),
            "--threads", str(threads)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false",
@@ -289,8 +287,8 @@ def run_model(args: argparse.Namespace, log: Callable[[str], None], threads: int
 
     from transformers import AutoConfig
 
-    from peers.train import run_child
-    from peers.train_setup import ensure_data
+    from bench.peers.train import run_child
+    from bench.peers.train_setup import ensure_data
 
     model = Path(args.model_dir)
     config = AutoConfig.from_pretrained(str(model))

@@ -33,8 +33,8 @@ Speed-ups are computed pair by pair (rep i of lm-eval / rep i of retain) and the
 The default-batch-size run may use fewer examples (`--eval-default-limit`); it is then compared per
 example.
 
-    python bench/peers/lmeval.py --eval-limit 32 --eval-reps 1 --threads 1   # quick, ~1-2 min
-    python bench/peers/lmeval.py                                             # 300 examples, 3 reps
+    python -m bench.peers.lmeval --eval-limit 32 --eval-reps 1 --threads 1   # quick, ~1-2 min
+    python -m bench.peers.lmeval                                             # 300 examples, 3 reps
 """
 
 from __future__ import annotations
@@ -47,22 +47,20 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[_var] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
 BENCH = Path(__file__).resolve().parents[1]
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-from common import REPO, RESULTS, SHARED, interleaved, load_average, machine_info, write_result  # noqa: E402
-from peers.lmeval_check import choice_agreement, generate_agreement, profile  # noqa: E402
-from peers.lmeval_contenders import ScoringTimer, WorkCounter, lmeval_run, retain_choice, retain_generate  # noqa: E402
-from peers.lmeval_tasks import REAL_MODEL, option_delimiter, rendered_prompts, resolve_model, write_tasks  # noqa: E402
+from bench.common import REPO, RESULTS, SHARED, interleaved, load_average, machine_info, write_result
+from bench.peers.lmeval_check import choice_agreement, generate_agreement, profile
+from bench.peers.lmeval_contenders import ScoringTimer, WorkCounter, lmeval_run, retain_choice, retain_generate
+from bench.peers.lmeval_tasks import REAL_MODEL, option_delimiter, rendered_prompts, resolve_model, write_tasks
 
 # retain / lm-eval at equal batch size, at least: seq2seq (the real-data study's T5), decoder-only (issue 11)
 GOALS = {"choice": 2.0, "generate": 1.2}
@@ -435,7 +433,7 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(args.threads)
     doc = {"bench": "compare (eval section alone)",
-           "command": " ".join(["python", "bench/peers/lmeval.py", *sys.argv[1:]]),
+           "command": " ".join(["python", "-m", "bench.peers.lmeval", *sys.argv[1:]]),
            "machine": machine_info(), "eval": run(args, _stderr)}
     write_result(doc, args.out)
     _stderr(f"wrote {args.out}")

@@ -11,15 +11,12 @@ Used by `bench/peers/lmeval.py`.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 BENCH = Path(__file__).resolve().parents[1]
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-from peers.lmeval_tasks import TASK_NAMES  # noqa: E402
+from bench.peers.lmeval_tasks import TASK_NAMES
 
 
 class ScoringTimer:

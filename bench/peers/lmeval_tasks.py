@@ -12,15 +12,12 @@ example by example, that lm-eval's contexts equal retain's.
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 BENCH = Path(__file__).resolve().parents[1]
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-from common import CACHE, FLAN, REPO, model_folder  # noqa: E402
+from bench.common import CACHE, FLAN, REPO, model_folder
 
 # Preferred model: the real-data study's full fine-tune on DialogSum (it writes summaries that end, as a
 # model evaluated after fine-tuning does), else that study's base model.

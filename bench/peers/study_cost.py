@@ -214,10 +214,7 @@ def goals(result: dict) -> list[dict]:
 
 
 def main() -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from common import machine_info, write_result
+    from bench.common import machine_info, write_result
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None)

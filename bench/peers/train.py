@@ -56,7 +56,7 @@ With `--model` (from `bench/compare.py`, or `--model` here: an embedded name suc
 (chat template applied to the prompts, as `retain train` does for chat models), and the contenders
 default to `trl,trl-best,retain`.
 
-Run alone: `.venv/bin/python bench/peers/train.py --threads 2` (writes `bench/results/compare_train.json`).
+Run alone: `.venv/bin/python -m bench.peers.train --threads 2` (writes `bench/results/compare_train.json`).
 """
 
 from __future__ import annotations
@@ -73,11 +73,9 @@ from typing import Callable
 
 BENCH = Path(__file__).resolve().parents[1]
 ROOT = BENCH.parent
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-from common import (CACHE, FLAN, RESULTS, interleaved, load_average, machine_info, median,  # noqa: E402
+from bench.common import (CACHE, FLAN, RESULTS, interleaved, load_average, machine_info, median,
                     model_folder, write_result)
-from peers.train_setup import DATA, SHAPE, describe_model, ensure_data, ensure_model  # noqa: E402
+from bench.peers.train_setup import DATA, SHAPE, describe_model, ensure_data, ensure_model
 
 OUT = RESULTS / "compare_train.json"
 CONTENDERS = ("tutorial", "trl", "trl-fp32", "trl-best", "retain", "retain-bf16", "retain-full-logits")
@@ -288,11 +286,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def run_child(kind: str, args, model: Path, task: str, threads: int, retain_precision: str = "fp32") -> dict:
     """One contender's training run in a child process (`args`: the `--train-...` settings); its result."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--model", str(model), "--task", task,
+    cmd = [sys.executable, "-m", "bench.peers.train", "--child", kind, "--model", str(model), "--task", task,
            "--steps", str(args.train_steps), "--batch-size", str(args.train_batch_size),
            "--max-length", str(args.train_max_length), "--max-target", str(args.train_max_target),
            "--threads", str(threads), "--lr", str(args.train_lr), "--retain-precision", retain_precision]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)]), "TOKENIZERS_PARALLELISM": "false",
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false",
            "OMP_NUM_THREADS": str(threads), "TRANSFORMERS_VERBOSITY": "error"}
     load_before = load_average()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -11,13 +11,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1]
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-from common import CACHE, FLAN, SHARED  # noqa: E402
+from bench.common import CACHE, FLAN, SHARED
 
 DATA = SHARED / "data" / "summarization"
 # Llama shape of about flan-t5-small's compute; heads of 64 as in T5 (6 heads there, 8 here).

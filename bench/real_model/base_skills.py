@@ -7,7 +7,7 @@ beats its trivial baseline and at which k: the real-model study protects the ski
 the k that shows them. Also recorded: the time to load the model (from the GGUF on first use, from
 the converted folder afterwards) and the peak memory of the process.
 
-    .venv/bin/python bench/real_model/base_skills.py [--limit 60] [--shots 0,3]
+    .venv/bin/python -m bench.real_model.base_skills [--limit 60] [--shots 0,3]
 
 Writes bench/results/real_model_base_skills.json (with machine info). Scores do not depend on the
 machine's load; the seconds do.
@@ -21,9 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import RESULTS, SHARED, machine_info, write_result  # noqa: E402
+from bench.common import RESULTS, SHARED, machine_info, write_result
 
 MODEL = "smollm2-135m-instruct"
 FAMILIES = ("sentiment", "ner", "qa", "summarization", "instructions")

@@ -8,7 +8,7 @@ rates each, and keep the rate with the lowest validation loss on 64 held-out Dia
 ROUGE: it needs no generation (seconds instead of minutes) and ranks rates the same way when, as
 here, the decoding is greedy and the summaries short. The test split is never looked at.
 
-    .venv/bin/python bench/real_model/lr_sweep.py [--rates full=3e-5,1e-4,3e-4 --rates lora=3e-4,1e-3,3e-3,1e-2]
+    .venv/bin/python -m bench.real_model.lr_sweep [--rates full=3e-5,1e-4,3e-4 --rates lora=3e-4,1e-3,3e-3,1e-2]
 
 Writes bench/results/real_model_lr.json (machine info, every run's validation loss and time, the pick).
 The runs at the study's own rates are the study's runs (trained once, reused from its folder); the
@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from common import RESULTS, SHARED, machine_info, write_result  # noqa: E402
+from bench.common import RESULTS, SHARED, machine_info, write_result
 
 DEFAULT_RATES = {"full": [3e-5, 1e-4, 3e-4], "lora": [3e-4, 1e-3, 3e-3, 1e-2]}
 

@@ -1,7 +1,7 @@
 """The real-model study, end to end: the chat-behaviour probe, the study, the published report.
 
-    .venv/bin/python bench/real_model/run.py                 # probe + study + report (make real-model-study)
-    .venv/bin/python bench/real_model/run.py --compare-to docs/benchmarks/real-model/results.json
+    .venv/bin/python -m bench.real_model.run                 # probe + study + report (make real-model-study)
+    .venv/bin/python -m bench.real_model.run --compare-to docs/benchmarks/real-model/results.json
 
 Stages, each resumable after an interruption (a finished stage or run is not redone):
 
@@ -43,10 +43,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from common import machine_info  # noqa: E402
-from studies import run_and_report  # noqa: E402
+from bench.common import machine_info
+from bench.studies import run_and_report
 
 CONFIG = HERE / "study.yaml"
 PUBLISH = REPO / "docs" / "benchmarks" / "real-model"

@@ -1,7 +1,7 @@
 """The real-data study, end to end: pre-train the base model, run the study, publish the report.
 
-    .venv/bin/python bench/real_study/run.py                 # base (once) + study + report
-    .venv/bin/python bench/real_study/run.py --data-dir DIR  # task data elsewhere than ../shared/data
+    .venv/bin/python -m bench.real_study.run                 # base (once) + study + report
+    .venv/bin/python -m bench.real_study.run --data-dir DIR  # task data elsewhere than ../shared/data
 
 Stages, each resumable after an interruption (results are written atomically, training checkpoints):
 
@@ -29,12 +29,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from common import machine_info  # noqa: E402
+from bench.common import machine_info
 
-from real_study.base import RECORD, build_base  # noqa: E402
-from studies import run_and_report  # noqa: E402
+from bench.real_study.base import RECORD, build_base
+from bench.studies import run_and_report
 
 CONFIG = HERE / "study.yaml"
 PUBLISH = REPO / "docs" / "benchmarks" / "real-study"

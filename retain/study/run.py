@@ -32,7 +32,7 @@ from retain.evaluation.runner import (EvalSettings, TaskResult, eval_examples, e
                                       task_key)
 from retain.io import atomic_write_json, atomic_write_text, read_json, sha256_json
 from retain.lock import FolderLock
-from retain.study import compare, verdict
+from retain.study import compare
 from retain.methods.derived import derived_kinds
 from retain.study.config import WISE_FT, MethodEntry, StudyConfig
 from retain.tasks import Task, get_task

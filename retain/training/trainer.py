@@ -27,17 +27,15 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments
 
-from retain.errors import UserError
 from retain.models.device import fast_bf16
 from retain.models.heads import LabelPositionsHead
 from retain.training.callbacks import NonFiniteLoss
 from retain.training.checkpoints import last_complete_checkpoint
 from retain.training.config import TrainSettings
 from retain.training.loss import token_loss
-from retain.training.data import IGNORE, REAL_TOKENS, SeededLengthGroupedSampler, padded_tokens, real_tokens
+from retain.training.data import REAL_TOKENS, SeededLengthGroupedSampler, padded_tokens, real_tokens
 
 class RetainTrainer(Trainer):
     """`Trainer` with completion-only token loss, an optional penalty and a non-finite guard.
