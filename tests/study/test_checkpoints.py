@@ -18,6 +18,7 @@ from retain.report.summary import load
 from retain.study import verdict
 from retain.study.config import StudyConfig, load_study_config
 from retain.study.run import run_study
+from tests.study.helpers import study_twice
 from retain.tasks import get_task
 
 
@@ -39,18 +40,12 @@ MID_STUDY: dict = {}  # filled by `finished`
 @pytest.fixture(scope="module")
 def finished(tiny_llama_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    os.environ["RETAIN_CACHE_DIR"] = str(out / "cache")
+
     def snapshot(line: str) -> None:  # results.json as it stands when the second run starts
         if "lora (seed 0): training" in line:
             MID_STUDY["results"] = json.loads((out / "out" / "results.json").read_text())
 
-    try:
-        doc = run_study(StudyConfig(**config_dict(tiny_llama_dir)), out / "out", log=snapshot)
-        again: list[str] = []
-        doc2 = run_study(StudyConfig(**config_dict(tiny_llama_dir)), out / "out", log=again.append)
-    finally:
-        os.environ.pop("RETAIN_CACHE_DIR", None)
-    return out / "out", doc, doc2, again
+    return study_twice(config_dict(tiny_llama_dir), out, log=snapshot)
 
 
 def test_each_checkpoint_is_a_derived_run(finished):

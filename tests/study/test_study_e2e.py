@@ -10,8 +10,7 @@ import sys
 import pytest
 import yaml
 
-from retain.study.config import StudyConfig
-from retain.study.run import run_study
+from tests.study.helpers import study_twice
 
 
 def config_dict(model_dir) -> dict:
@@ -35,16 +34,7 @@ def comparable(doc: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def finished(tiny_t5_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("study")
-    os.environ["RETAIN_CACHE_DIR"] = str(out / "cache")
-    try:
-        logs: list[str] = []
-        doc = run_study(StudyConfig(**config_dict(tiny_t5_dir)), out / "out", log=logs.append)
-        again: list[str] = []
-        doc2 = run_study(StudyConfig(**config_dict(tiny_t5_dir)), out / "out", log=again.append)
-    finally:
-        os.environ.pop("RETAIN_CACHE_DIR", None)
-    return out / "out", doc, doc2, again
+    return study_twice(config_dict(tiny_t5_dir), tmp_path_factory.mktemp("study"))
 
 
 def test_results_document(finished):
