@@ -135,15 +135,21 @@ def study_command(
 
 @app.command("report")
 def report_command(
-    results: Path = typer.Argument(..., help="A study's results.json."),
+    results: Path = typer.Argument(..., help="A study's results.json, or its output folder."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the report (default: beside results)."),
 ) -> None:
-    """Re-render a study's report from its results.json alone (no model needed)."""
+    """Re-render a study's report from its results.json alone (no model needed).
+
+    A study still running (or stopped part-way) has a results.json too: its report shows the runs done
+    so far and lists the others as not run yet.
+    """
     from retain.io import read_json
     from retain.report import render_report
 
     from retain.report.schema import SCHEMA
 
+    if results.is_dir():
+        results = results / "results.json"
     doc = read_json(results)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         from retain.errors import UserError
