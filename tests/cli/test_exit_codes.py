@@ -19,4 +19,4 @@ def test_names_the_retain_module_that_raised():
 
     with pytest.raises(Exception) as exc:
         get_task("no-such-task-anywhere")
-    assert _raised_in(exc.value).startswith("retain.tasks.base (base.py:")
+    assert _raised_in(exc.value).startswith("retain.tasks.resolve (resolve.py:")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.cli.test_console_script import one_error_line, retain
+from tests.cli_helpers import run_cli
 
 RECORDS = [
     {"id": f"i{i}", "instruction": f"Write a short note about item {i}.", "input": "" if i % 2 else f"Item {i} is red.",
@@ -58,7 +59,7 @@ def test_references_refuse_a_task_without_one_text_reference(tmp_path):
     assert not out.exists()
 
 
-def test_max_new_tokens_caps_answers_and_keys_the_cache(tmp_path, tiny_llama_dir):
+def test_max_new_tokens_caps_answers_and_keys_the_cache(tmp_path, tiny_llama_dir, capsys):
     from transformers import AutoTokenizer
 
     data, probe, cache = _data(tmp_path), tmp_path / "probe", tmp_path / "cache"
@@ -78,10 +79,17 @@ def test_max_new_tokens_caps_answers_and_keys_the_cache(tmp_path, tiny_llama_dir
 
     capped = run("capped.json", "--max-new-tokens", "3")
     assert capped["metrics"][capped["primary"]]["value"] == 1.0  # the same cap: the model scores itself
-    full = run("full.json")  # the task's own length (128): a different cache entry, longer answers
+
+    def in_process(out, *extra):  # the same command, in this process (cheaper than a subprocess)
+        code, _, err = run_cli(["eval", "-m", str(tiny_llama_dir), "-t", f"instructions:{probe}", "--out",
+                                str(tmp_path / out), "--cache-dir", str(cache), "--dtype", "float32", *extra], capsys)
+        return code, err
+
+    assert in_process("full.json")[0] == 0  # the task's own length (128): a different cache entry
+    full = json.loads((tmp_path / "full.json").read_text())["tasks"][f"instructions:{probe}"]
     assert not full["from_cache"]
     assert [e["prediction"] for e in full["examples"]] != [e["prediction"] for e in capped["examples"]]
-    assert run("again.json", "--max-new-tokens", "3")["from_cache"]
-    line = one_error_line(retain("eval", "-m", tiny_llama_dir, "-t", f"instructions:{probe}", "--out",
-                                 tmp_path / "bad.json", "--max-new-tokens", "0"))
-    assert "max-new-tokens" in line
+    assert in_process("again.json", "--max-new-tokens", "3")[0] == 0
+    assert json.loads((tmp_path / "again.json").read_text())["tasks"][f"instructions:{probe}"]["from_cache"]
+    code, err = in_process("bad.json", "--max-new-tokens", "0")
+    assert code == 2 and "max-new-tokens" in err and not (tmp_path / "bad.json").exists()
