@@ -90,7 +90,8 @@ def check_eval(limit: int, batch_size: int, families: list[str], precisions: lis
 
 def check_train(steps: int, batch_size: int, max_source_length: int) -> dict:
     from retain.methods import make_method
-    from retain.training import TrainSettings, train
+    from retain.training.config import TrainSettings
+    from retain.training.loop import train
 
     curves, meta = {}, {}
     for precision in ("fp32", "bf16"):

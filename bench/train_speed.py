@@ -113,7 +113,8 @@ def memory_report(sampler: RssSampler, cb) -> dict:
 
 def child_retain(args) -> dict:
     from retain.methods import make_method
-    from retain.training import TrainSettings, train
+    from retain.training.config import TrainSettings
+    from retain.training.loop import train
 
     sampler = RssSampler()
     cb = memory_callback(sampler)

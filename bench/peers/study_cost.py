@@ -78,7 +78,7 @@ def _alone(model: Path, out: Path, n_train: int, limit: int) -> float:
     from retain.evaluation.runner import EvalSettings, evaluate_task
     from retain.methods import make_method
     from retain.tasks import get_task
-    from retain.training import train
+    from retain.training.loop import train
     from retain.training.config import make_settings
 
     _fresh_process_state()

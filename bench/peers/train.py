@@ -160,7 +160,7 @@ def _texts(tok, task_spec: str, n: int) -> list[tuple[str, str]]:
 
 def child_retain(a, started: float) -> dict:
     from retain.methods import make_method
-    from retain.training import train
+    from retain.training.loop import train
     from retain.training.config import make_settings
 
     clock, mem_cb, sampler = _callbacks()

@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     from retain.cli import quiet_libraries
     from retain.study.config import load_study_config
     from retain.study.run import Study
-    from retain.training import train
+    from retain.training.loop import train
     from retain.training.config import make_settings
 
     quiet_libraries()

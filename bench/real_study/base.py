@@ -68,7 +68,7 @@ def build_base(flan_dir: Path, out: Path, log: Callable[[str], None] = print) ->
     """Build (or find) the base model under `out`; returns its folder. Task data comes from RETAIN_DATA_DIR."""
     from retain.methods import make_method
     from retain.models.tiny import model_from_config_dir
-    from retain.training import train
+    from retain.training.loop import train
     from retain.training.config import make_settings
     from retain.training.export import export_model
 

@@ -30,7 +30,7 @@ def train_command(**kwargs) -> None:
     from retain.errors import UserError
     from retain.io import check_output_folder
     from retain.methods import make_method
-    from retain.training import train
+    from retain.training.loop import train
     from retain.training.config import make_settings
 
     base = read_yaml(kwargs["config"]) if kwargs["config"] else {}

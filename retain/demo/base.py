@@ -63,7 +63,7 @@ def build_base(rebuild: bool = False, log: Callable[[str], None] = print) -> Pat
     """Build (or find) the demo base model; returns the model folder."""
     from retain.methods import make_method
     from retain.models.tiny import save_model, tiny_t5, train_tokenizer
-    from retain.training import train
+    from retain.training.loop import train
     from retain.training.export import export_model
     from retain.training.config import make_settings
 

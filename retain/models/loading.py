@@ -22,13 +22,13 @@ from retain.models.checks import (ADAPTER_SAFETENSORS, check_adapter_folder, che
 from retain.models.fingerprint import fingerprint_model, fingerprint_path
 from retain.models.device import BF16_AUTOCAST, BF16_SCORING, FP32, Precision, fast_bf16
 from retain.models.memory import check_model_fits
-from retain.models.sources import resolve_model
+from retain.models.sources import AUTOCAST_NAMES, WEIGHT_DTYPES, resolve_model
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
-AUTOCAST_NAMES = ("bf16-autocast",)  # fp32 weights, bf16 matmuls
+assert tuple(DTYPES) == WEIGHT_DTYPES
 
 
 @dataclass

@@ -26,6 +26,12 @@ from retain.errors import UserError
 if TYPE_CHECKING:  # torch is imported where a model is resolved, not by importing this module
     import torch
 
+# Precision names a model can be loaded in (`retain.models.loading.DTYPES` maps them to torch dtypes):
+# here, so that a config can be validated without importing torch.
+WEIGHT_DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+AUTOCAST_NAMES = ("bf16-autocast",)  # fp32 weights, bf16 matmuls
+DTYPE_NAMES = ("auto", *WEIGHT_DTYPES, *AUTOCAST_NAMES)
+
 
 # What every `--model` (and a study's `model:`) accepts, said once.
 MODEL_HELP = ("an embedded model name (see `retain models list`), a hub id, a local model folder, "

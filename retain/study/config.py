@@ -14,15 +14,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from retain.errors import UserError
-from retain.models.loading import AUTOCAST_NAMES, DTYPES
-from retain.models.sources import MODEL_HELP
+from retain.models.sources import DTYPE_NAMES, MODEL_HELP
 from retain.config import read_yaml
 from retain.config import validated
 from retain.training.config import points_of_training
 
 WISE_FT = "wise-ft"
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
-DTYPE_NAMES = ("auto", *DTYPES, *AUTOCAST_NAMES)
 
 # Names become folder names and report text, so they are data, never paths or markup: letters,
 # digits, '.', '_' and '-', starting with a letter or digit. '+' is left out on purpose: derived

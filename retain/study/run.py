@@ -144,7 +144,7 @@ class Study:
 
     def _train_run(self, entry: MethodEntry, seed: int, base_fp: str) -> dict:
         from retain.models.loading import LazyModel
-        from retain.training import train
+        from retain.training.loop import train
 
         method = entry.method_config
         settings = self.train_settings(entry, seed)

@@ -10,7 +10,7 @@ from retain.evaluation.runner import EvalSettings, evaluate
 from retain.methods import make_method
 from retain.models.loading import LazyModel, load_model
 from retain.tasks import get_task
-from retain.training import train
+from retain.training.loop import train
 from tests.training.helpers import fast, logits_of, probe_batch
 
 

@@ -61,7 +61,7 @@ def test_auto_picks_autocast_only_where_bf16_is_fast(monkeypatch):
 
 
 def test_training_auto_precision(monkeypatch):
-    from retain.training import TrainSettings
+    from retain.training.config import TrainSettings
     from retain.training.trainer import mixed_precision
 
     monkeypatch.setenv(dev.ENV, "1")
@@ -136,7 +136,8 @@ def test_cache_key_tells_autocast_from_fp32(monkeypatch, tiny_llama_dir):
 
 
 def test_training_records_bf16(monkeypatch, tiny_llama_dir, tmp_path):
-    from retain.training import TrainSettings, train
+    from retain.training.config import TrainSettings
+    from retain.training.loop import train
 
     monkeypatch.setenv(dev.ENV, "1")
     monkeypatch.setenv("RETAIN_CACHE_DIR", str(tmp_path / "cache"))

@@ -49,7 +49,7 @@ def _initial_model(method, model_dir, settings):
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_method_case(case, model_dirs, tmp_path):
-    from retain.training import train
+    from retain.training.loop import train
 
     _, arch, name, options, lr, adapter, *extra = case
     method = make_method(name, options)

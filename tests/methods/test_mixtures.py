@@ -8,7 +8,7 @@ import pytest
 
 from retain.methods import TrainContext, make_method
 from retain.tasks import get_task
-from retain.training import TrainSettings
+from retain.training.config import TrainSettings
 from retain.training.data import Sample, samples_from_examples
 from retain.training.mixture import counts_for, examples_proportional, mix, proportions
 

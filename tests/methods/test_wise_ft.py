@@ -9,7 +9,7 @@ from retain.errors import UserError
 from retain.methods import make_method, save_wise_ft, wise_ft_model
 from retain.methods.wise_ft import interpolate_state
 from retain.models import load_model
-from retain.training import train
+from retain.training.loop import train
 from tests.training.helpers import fast, logits_of, probe_batch
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from retain.training import TrainSettings
+from retain.training.config import TrainSettings
 
 FAST = dict(max_steps=6, batch_size=4, train_examples=24, eval_examples=8, logging_steps=1, save_steps=3,
             warmup=0.0, progress=False)

@@ -7,7 +7,8 @@ import pytest
 from retain.errors import UserError
 from retain.methods import make_method
 from retain.tasks.base import Example, Task
-from retain.training import make_settings, train
+from retain.training.config import make_settings
+from retain.training.loop import train
 
 
 @pytest.mark.parametrize("name,options,message", [

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from retain.methods import make_method
 from retain.errors import UserError
 from retain.models import load_model
-from retain.training import train
+from retain.training.loop import train
 from retain.training.callbacks import kept_steps
 from retain.training.config import make_settings
 from tests.training.helpers import KillAt, fast, logits_of, probe_batch

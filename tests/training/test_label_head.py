@@ -89,7 +89,7 @@ def test_inert_without_a_mask_and_not_attached_to_seq2seq(tiny_llama_dir, tiny_t
 
 def test_the_trainer_projects_only_label_positions(tiny_llama_dir, tmp_path):
     """During retain's training the LM head sees one row per label token, never a whole batch."""
-    from retain.training import train
+    from retain.training.loop import train
     from tests.training.helpers import fast
 
     from transformers import TrainerCallback

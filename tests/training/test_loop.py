@@ -12,7 +12,7 @@ from retain.errors import UserError
 from retain.methods import base as methods_base
 from retain.methods.full import FullMethod
 from retain.tasks.base import Example, Task
-from retain.training import train
+from retain.training.loop import train
 from retain.training.callbacks import NonFiniteLoss
 from retain.training.checkpoints import last_complete_checkpoint
 from tests.training.helpers import Capture, KillAt, fast, logged
@@ -159,7 +159,7 @@ _KILLED_CHILD = """
 import os, signal, sys
 from transformers import TrainerCallback
 from retain.methods import make_method
-from retain.training import train
+from retain.training.loop import train
 from tests.training.helpers import fast
 
 class Kill9(TrainerCallback):
@@ -223,7 +223,7 @@ def test_out_of_memory_in_training_is_one_line_saying_what_to_change(model_dirs,
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_a_finished_run_folder_can_be_moved(method, model_dirs, tmp_path):
     """metadata.json keeps the paths it was written with; the weights are found where the folder is now."""
-    from retain.training import load_trained
+    from retain.training.loop import load_trained
 
     run = train(str(model_dirs["llama"]), "toy-ner", make_method(method), fast(max_steps=2), tmp_path / "run")
     (tmp_path / "run").rename(tmp_path / "moved")

@@ -7,7 +7,7 @@ from transformers import TrainerCallback
 
 from retain.methods import make_method
 from retain.models.memory import activation_bytes
-from retain.training import TrainSettings
+from retain.training.config import TrainSettings
 from retain.training.trainer import use_checkpointing
 from tests.training.helpers import assert_falling, fast, logged
 
@@ -50,7 +50,7 @@ class OptimizerState(TrainerCallback):
                                                                  ("lora", {"r": 4}, True, True)])
 def test_frozen_base_keeps_no_gradients_or_optimizer_state(name, options, setting, checkpointing, tiny_llama_dir,
                                                            tmp_path):
-    from retain.training import train
+    from retain.training.loop import train
 
     probe = OptimizerState()
     result = train(str(tiny_llama_dir), "toy-ner", make_method(name, options),

@@ -170,7 +170,7 @@ METHODS = [
 
 @pytest.mark.parametrize("name,options,lr", METHODS, ids=[m[0] for m in METHODS])
 def test_every_method_trains_packed(name, options, lr, tiny_llama_dir, tmp_path):
-    from retain.training import train
+    from retain.training.loop import train
 
     result = train(str(tiny_llama_dir), "toy-ner", make_method(name, options), fast(learning_rate=lr),
                    tmp_path / "run")
@@ -181,7 +181,7 @@ def test_every_method_trains_packed(name, options, lr, tiny_llama_dir, tmp_path)
 
 
 def test_padded_when_packing_is_off_or_seq2seq(tiny_llama_dir, tiny_t5_dir, tmp_path):
-    from retain.training import train
+    from retain.training.loop import train
 
     off = train(str(tiny_llama_dir), "toy-ner", make_method("full"), fast(packing=False, max_steps=2), tmp_path / "off")
     assert off.metadata["packing"] == {"enabled": False, "row_tokens": None}
@@ -191,7 +191,7 @@ def test_padded_when_packing_is_off_or_seq2seq(tiny_llama_dir, tiny_t5_dir, tmp_
 
 def test_prompt_tuning_falls_back_to_padding(tiny_llama_dir, tmp_path):
     """Virtual tokens prepended to every row would break packed position ids: the probe refuses them."""
-    from retain.training import train
+    from retain.training.loop import train
 
     result = train(str(tiny_llama_dir), "toy-ner", make_method("prompt_tuning", {"num_virtual_tokens": 4}),
                    fast(max_steps=2), tmp_path / "run")
