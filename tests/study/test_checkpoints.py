@@ -4,6 +4,8 @@ disk on a rerun."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 
@@ -109,6 +111,15 @@ def test_changed_checkpoints_retrain_that_run_only(finished, tiny_llama_dir, tmp
     assert any("lora (seed 0): training" in line for line in logs)
     assert not any("full (seed 0): training" in line for line in logs)
 
+    # The plan of that folder: every run done, a new WiSE-FT point to do; a changed entry is "changed".
+    cfg["methods"].append({"method": "wise-ft", "of": "full", "alphas": [0.5]})
+    assert _plan(cfg, out, tmp_path, in_process=True) == {
+        "full": "done", "full+step-1": "done", "full+step-2": "done", "lora": "done", "lora+step-2": "done",
+        "full+wise-ft-0.5": "to do"}
+    cfg["methods"][1]["options"] = {"r": 4, "dropout": 0.0}
+    changed = _plan(cfg, out, tmp_path, in_process=True)
+    assert changed["lora"].startswith("changed") and changed["lora+step-2"] == "to do" and changed["full"] == "done"
+
 
 @pytest.mark.parametrize("entry, expected", [
     ({"method": "full", "checkpoints": [1.5]}, "1.5"),
@@ -125,36 +136,42 @@ def test_bad_checkpoints_name_the_entry(entry, expected, tmp_path):
     assert str(path) in message and "checkpoints" in message and expected in message and "\n" not in message
 
 
-def _plan(config: dict, out, tmp_path) -> dict[str, str]:
-    """`retain study CONFIG --plan` run as users run it: {run name: status}."""
+def _plan(config: dict, out, tmp_path, in_process: bool = False) -> dict[str, str]:
+    """`retain study CONFIG --plan` as users run it (or the same command in this process): {run name: status}."""
     from tests.cli.test_console_script import retain
 
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(config))
-    res = retain("study", path, "--out", out, "--plan", env_extra={"COLUMNS": "200"})
-    assert res.returncode == 0, res.stderr
+    if in_process:
+        from retain.cli import main
+
+        os.environ["COLUMNS"] = "200"
+        try:
+            with pytest.raises(SystemExit) as exc, contextlib.redirect_stdout(io.StringIO()) as stdout:
+                main(["study", str(path), "--out", str(out), "--plan"])
+        finally:
+            os.environ.pop("COLUMNS", None)
+        assert not exc.value.code
+        text = stdout.getvalue()
+    else:
+        res = retain("study", path, "--out", out, "--plan", env_extra={"COLUMNS": "200"})
+        assert res.returncode == 0, res.stderr
+        text = res.stdout
     rows = {}
-    for line in res.stdout.splitlines():
+    for line in text.splitlines():
         cells = [c.strip() for c in line.split("\u2502")[1:-1]]
         if len(cells) == 6 and cells[0] != "run":
             rows[cells[0]] = cells[5]
     return rows
 
 
-def test_plan_lists_every_run_and_what_is_done(finished, tiny_llama_dir, tmp_path):
-    out, _, _, _ = finished
+def test_plan_of_a_fresh_folder_lists_every_run_to_do_and_writes_nothing(tiny_llama_dir, tmp_path):
     cfg = {**config_dict(tiny_llama_dir), "methods": [*config_dict(tiny_llama_dir)["methods"],
                                                       {"method": "wise-ft", "of": "full", "alphas": [0.5]}]}
     fresh = _plan(cfg, tmp_path / "fresh", tmp_path)
-    assert fresh == {"full": "to do", "full+at-0.25": "to do", "full+at-0.5": "to do", "lora": "to do", "lora+step-3": "to do",
-                     "full+wise-ft-0.5": "to do"}
+    assert fresh == {"full": "to do", "full+at-0.25": "to do", "full+at-0.5": "to do", "lora": "to do",
+                     "lora+step-3": "to do", "full+wise-ft-0.5": "to do"}
     assert not (tmp_path / "fresh").exists()  # a plan writes nothing
-    cfg["methods"][1]["checkpoints"] = [2]  # as the last test left the folder
-    assert _plan(cfg, out, tmp_path) == {"full": "done", "full+step-1": "done", "full+step-2": "done", "lora": "done",
-                                         "lora+step-2": "done", "full+wise-ft-0.5": "to do"}
-    cfg["methods"][1]["options"] = {"r": 4, "dropout": 0.0}
-    changed = _plan(cfg, out, tmp_path)
-    assert changed["lora"].startswith("changed") and changed["lora+step-2"] == "to do" and changed["full"] == "done"
 
 
 def test_results_mid_study_list_the_runs_not_run_yet(finished, tmp_path):
