@@ -28,7 +28,7 @@ _API = {
     "Task": "retain.tasks.base",
     "evaluate": "retain.evaluation.runner",
     "evaluate_task": "retain.evaluation.runner",
-    "EvalSettings": "retain.evaluation.runner",
+    "EvalSettings": "retain.evaluation.settings",
     "train": "retain.training.loop",
     "make_settings": "retain.training.config",
     "TrainSettings": "retain.training.config",

@@ -21,46 +21,12 @@ from retain.evaluation import engine
 from retain.evaluation.bootstrap import summarize
 from retain.evaluation.cache import EvalCache
 from retain.evaluation.metrics import Scores, score
+from retain.evaluation.settings import EvalSettings
 from retain.models.loading import LoadedModel
 from retain.tasks.base import Example, Task
 from retain.tasks.fewshot import pool_split, shots_hash
 
 FEWSHOT_FORMAT = "1"  # bump when the few-shot prompt layout changes (retain.models.formatting)
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """How to evaluate.
-
-    Attributes:
-        split: which split of each task (`test` by default).
-        limit: evaluate only the first N examples of the split.
-        batch_size: prompts per forward pass.
-        chat: chat-template mode for decoder-only chat models (`auto`, `on`, `off`).
-        n_boot: bootstrap resamples for confidence intervals.
-        seed: bootstrap seed.
-        fewshot: solved examples in each prompt; None: each task's own default (0 unless its YAML says).
-        fewshot_seed: seed of the draw of those examples (the same for every model evaluated).
-    """
-
-    split: str = "test"
-    limit: int | None = None
-    batch_size: int = 16
-    chat: str = "auto"
-    n_boot: int = 1000
-    seed: int = 0
-    fewshot: int | None = None
-    fewshot_seed: int = 0
-
-    def __post_init__(self):
-        if self.limit is not None and self.limit <= 0:
-            raise UserError(f"limit must be a positive number of examples, got {self.limit}")
-        if self.batch_size <= 0:
-            raise UserError(f"batch size must be positive, got {self.batch_size}")
-        if self.n_boot <= 0:
-            raise UserError(f"n_boot must be positive, got {self.n_boot}")
-        if self.fewshot is not None and self.fewshot < 0:
-            raise UserError(f"fewshot must be 0 or more solved examples, got {self.fewshot}")
 
 
 def fewshot_k(task: Task, settings: EvalSettings) -> int:

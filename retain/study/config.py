@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from retain.errors import UserError
+from retain.evaluation.settings import EvalSettings
 from retain.models.sources import DTYPE_NAMES, MODEL_HELP
 from retain.config import read_yaml
 from retain.config import validated
@@ -130,17 +131,31 @@ class MethodEntry(_Strict):
         return self
 
 
-class EvalConfig(_Strict):
-    """How runs are evaluated."""
+class StudyEvalSettings(EvalSettings):
+    """A study's `eval:`: the evaluation settings (`retain.evaluation.runner.EvalSettings`), with a study's
+    defaults (200 examples, batches of 32), and how many forgotten examples the report keeps.
 
-    split: Literal["train", "validation", "test"] = Field("test", description="Split of every task to evaluate on.")
+    Few-shot is per task in a study (`fewshot:` on the target or a protected entry), not here.
+    """
+
     limit: int | None = Field(200, gt=0, description="Examples per task (first N of the split).")
     batch_size: int = Field(32, gt=0, description="Prompts per forward pass.")
-    n_boot: int = Field(1000, gt=0, le=100_000, description="Bootstrap resamples for CIs and paired tests.")
-    seed: int = Field(0, description="Bootstrap seed.")
-    chat: Literal["auto", "on", "off"] = Field("auto", description="Chat template mode for decoder-only chat models.")
-    fewshot_seed: int = Field(0, description="Seed of the few-shot draw (the same for the base and every run).")
     forgotten_examples: int = Field(10, ge=0, description="Forgotten examples kept per run and task.")
+
+    # Inside a study file a bad value is a validation error that the loader words with the file and key
+    # (EvalSettings' own __init__ turns it into a bare UserError, for the command line and Python).
+    __init__ = BaseModel.__init__
+
+    @field_validator("fewshot")
+    @classmethod
+    def _per_task(cls, value):
+        if value is not None:
+            raise ValueError("few-shot is set per task in a study: 'fewshot: K' on the target or a protect entry")
+        return value
+
+    def evaluation(self) -> EvalSettings:
+        """The evaluation settings alone (what cache keys and results are made of)."""
+        return EvalSettings(**self.model_dump(exclude={"forgotten_examples"}))
 
 
 class StudyConfig(_Strict):
@@ -155,7 +170,7 @@ class StudyConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
                              description="Training seeds, each one run per method (0 <= seed < 2**32).")
     train: dict[str, Any] = Field(default_factory=dict, description="Training settings shared by every run.")
-    eval: EvalConfig = Field(default_factory=EvalConfig)
+    eval: StudyEvalSettings = Field(default_factory=StudyEvalSettings)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     dtype: str = Field("auto", description="Evaluation precision: auto, float32, bfloat16, float16 or bf16-autocast.")
     cache_dir: str | None = Field(None, description="Evaluation cache (default ~/.cache/retain/eval).")

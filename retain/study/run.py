@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -57,9 +57,7 @@ class Study:
         self.out = Path(out_dir)
         self.log = log
         self.progress_factory = progress_factory
-        ev = config.eval
-        self.settings = EvalSettings(split=ev.split, limit=ev.limit, batch_size=ev.batch_size, chat=ev.chat,
-                                     n_boot=ev.n_boot, seed=ev.seed, fewshot_seed=ev.fewshot_seed)
+        self.settings = config.eval.evaluation()
         self.cache = EvalCache(config.cache_dir)
         self.tasks = self._resolve_tasks()
         # Each finished run's results entry (metrics, paired bootstrap, forgotten examples), by run key:
@@ -75,11 +73,11 @@ class Study:
             raise UserError(f"target task {target.name} has no 'train' split to fine-tune on")
         # Few-shot is per task and for evaluation only: training reads the target's zero-shot examples.
         tasks = {target.name: StudyTask(target, "target",
-                                        settings=replace(self.settings, fewshot=self.config.target.fewshot))}
+                                        settings=self.settings.but(fewshot=self.config.target.fewshot))}
         for p in self.config.protect:
             t = get_task(p.task).with_max_new_tokens(p.max_new_tokens)
             tasks[t.name] = StudyTask(t, "protected", tolerance=p.tolerance,
-                                      settings=replace(self.settings, fewshot=p.fewshot))
+                                      settings=self.settings.but(fewshot=p.fewshot))
         for st in tasks.values():
             eval_examples(st.task, st.settings)  # reads the data and draws the shots
         target.examples("train", self.config.target.train_examples)

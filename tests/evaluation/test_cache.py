@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from retain.evaluation.cache import EvalCache
 from retain.evaluation.runner import EvalSettings, evaluate_task
 from retain.models.loading import LazyModel, load_model
@@ -60,3 +62,21 @@ def test_disabled_cache_never_reads(tiny_t5_dir, cache_dir):
     lm = LazyModel(str(tiny_t5_dir))
     evaluate_task(lm, get_task("toy-qa"), SETTINGS, cache)
     assert not evaluate_task(lm, get_task("toy-qa"), SETTINGS, cache).from_cache
+
+
+def test_eval_settings_are_validated_when_made_and_a_study_shares_the_type():
+    """One settings type: `retain eval`, the API and a study's `eval:` (which only adds the report's
+    forgotten-example count and its own defaults); a bad value is one UserError naming the setting."""
+    from retain.errors import UserError
+    from retain.study.config import StudyEvalSettings
+
+    for bad, name in (({"limit": 0}, "limit"), ({"chat": "bogus"}, "chat"), ({"split": "tset"}, "split"),
+                      ({"fewshot": -1}, "fewshot"), ({"batch_size": 0}, "batch_size"), ({"nope": 1}, "nope")):
+        with pytest.raises(UserError, match=name):
+            EvalSettings(**bad)
+    study = StudyEvalSettings(limit=50, forgotten_examples=3)
+    assert isinstance(study, EvalSettings)
+    assert study.evaluation() == EvalSettings(limit=50, batch_size=32)
+    assert SETTINGS.but(fewshot=2).fewshot == 2 and SETTINGS.fewshot is None
+    with pytest.raises(UserError, match="limit"):
+        SETTINGS.but(limit=-1)

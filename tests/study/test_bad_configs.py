@@ -42,6 +42,8 @@ CASES = {
     "unknown split": (good_with(eval={"split": "tset"}), "split"),
     "absurd bootstrap": (good_with(eval={"n_boot": 10**9}), "n_boot"),
     "negative fewshot": (good_with(protect=[{"task": "toy-ner", "fewshot": -1}]), "fewshot"),
+    "fewshot for the whole study": (good_with(eval={"fewshot": 3}), "per task"),
+    "zero batch size": (good_with(eval={"batch_size": 0}), "batch_size"),
     "zero max_new_tokens": (good_with(protect=[{"task": "toy-ner", "max_new_tokens": 0}]), "max_new_tokens"),
     "duplicate key": (b"model: a/b\n" + good_with(), "'model' appears twice"),
     "duplicate nested key": (b"budget:\n  max_drop: 0.1\n  max_drop: 0.2\n" + good_with(), "max_drop"),
