@@ -133,11 +133,11 @@ def child_retain(args) -> dict:
 
 
 def child_tutorial(args) -> dict:
-    """The usual tutorial recipe: pad everything to max length, plain Trainer, default collator."""
-    import datasets
+    """The usual tutorial recipe (`bench.tutorial`): pad everything to max length, plain Trainer."""
     import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+    from bench.tutorial import padded_rows, train_tutorial
     from retain.models import pick_device
     from retain.tasks import get_task
     from retain.training.config import TrainSettings
@@ -147,41 +147,16 @@ def child_tutorial(args) -> dict:
     cb = memory_callback(sampler)
     tok = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSeq2SeqLM.from_pretrained(args.model)
-    examples = get_task(TASK).examples("train", args.examples)
-
-    def preprocess(ex):
-        enc = tok(ex.prompt, max_length=MAX_SOURCE, padding="max_length", truncation=True)
-        labels = tok(text_target=ex.target, max_length=MAX_TARGET, padding="max_length", truncation=True)["input_ids"]
-        enc["labels"] = [t if t != tok.pad_token_id else -100 for t in labels]
-        return dict(enc)
-
-    ds = datasets.Dataset.from_list([preprocess(ex) for ex in examples])
-    counts = {"real": 0, "padded": 0}
-
-    class CountingTrainer(Trainer):  # counts tokens exactly as retain does; nothing else changes
-        def compute_loss(self, model, inputs, **kwargs):
-            if model.training:
-                counts["real"] += int(inputs["attention_mask"].sum()) + int((inputs["labels"] != -100).sum())
-                counts["padded"] += inputs["input_ids"].numel() + inputs["labels"].numel()
-            return super().compute_loss(model, inputs, **kwargs)
-
+    pairs = [(ex.prompt, ex.target) for ex in get_task(TASK).examples("train", args.examples)]
+    rows = padded_rows(tok, pairs, is_seq2seq=True, max_length=MAX_SOURCE, max_target=MAX_TARGET)
     device = pick_device("auto")
     precision = mixed_precision(TrainSettings(), device, is_seq2seq=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        targs = TrainingArguments(output_dir=tmp, per_device_train_batch_size=args.batch_size, max_steps=args.steps,
-                                  learning_rate=1e-4, warmup_steps=0, save_strategy="no", report_to="none",
-                                  logging_steps=args.steps, disable_tqdm=True, seed=0, use_cpu=device.type == "cpu",
-                                  bf16=precision == "bf16", fp16=precision == "fp16")
-        trainer = CountingTrainer(model=model, args=targs, train_dataset=ds, data_collator=default_data_collator,
-                                  processing_class=tok, callbacks=[cb])
-        t0 = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - t0
+    run = train_tutorial(model, tok, rows, batch_size=args.batch_size, steps=args.steps, learning_rate=1e-4,
+                         callbacks=[cb], use_cpu=device.type == "cpu", precision=precision)
     del torch  # imported for the memory report's CUDA check
-    return {"steps": trainer.state.global_step, "real_tokens": counts["real"],
-            "padding_fraction": 1 - counts["real"] / counts["padded"], "train_seconds": round(seconds, 3),
-            "real_tokens_per_second": counts["real"] / seconds, "precision": precision,
-            "memory": memory_report(sampler, cb)}
+    return {"steps": run["steps"], "real_tokens": run["real"], "padding_fraction": 1 - run["real"] / run["padded"],
+            "train_seconds": round(run["seconds"], 3), "real_tokens_per_second": run["real"] / run["seconds"],
+            "precision": precision, "memory": memory_report(sampler, cb)}
 
 
 # --- driver ----------------------------------------------------------------------------------------

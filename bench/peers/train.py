@@ -76,6 +76,7 @@ ROOT = BENCH.parent
 from bench.common import (CACHE, FLAN, RESULTS, interleaved, load_average, machine_info, median,
                     model_folder, write_result)
 from bench.peers.train_setup import DATA, SHAPE, describe_model, ensure_data, ensure_model
+from bench.tutorial import counting_trainer, padded_rows, train_tutorial
 
 OUT = RESULTS / "compare_train.json"
 CONTENDERS = ("tutorial", "trl", "trl-fp32", "trl-best", "retain", "retain-bf16", "retain-full-logits")
@@ -101,7 +102,7 @@ RATIOS = {  # name -> (numerator, denominator): each computed per repetition, th
 def _callbacks():
     """(timing callback, memory callback, RSS sampler): on_train_begin -> on_train_end wall time, peak RSS."""
     from transformers import TrainerCallback
-    from train_speed import RssSampler, memory_callback
+    from bench.train_speed import RssSampler, memory_callback
 
     sampler = RssSampler()
 
@@ -119,7 +120,7 @@ def _callbacks():
 
 def _result(kind, started, clock, mem_cb, sampler, steps, real, padded, train_loss, precision, checkpointing,
             **extra) -> dict:
-    from train_speed import memory_report
+    from bench.train_speed import memory_report
 
     seconds = clock.end - clock.begin
     return {"contender": kind, "steps": steps, "real_tokens": real, "padded_tokens": padded,
@@ -127,23 +128,6 @@ def _result(kind, started, clock, mem_cb, sampler, steps, real, padded, train_lo
             "real_tokens_per_second": real / seconds, "setup_seconds": round(clock.begin - started, 3),
             "train_loss": train_loss, "precision": precision, "gradient_checkpointing": checkpointing,
             "memory": memory_report(sampler, mem_cb), **extra}
-
-
-def _counting(trainer_cls, counts: dict):
-    """`trainer_cls` counting real (attention mask) and padded (all positions) training tokens, as retain does.
-
-    A padding-free batch (TRL's `padding_free`) has no attention mask: every position is a real token.
-    """
-
-    class Counting(trainer_cls):
-        def compute_loss(self, model, inputs, *args, **kwargs):
-            if model.training:
-                mask = inputs.get("attention_mask")
-                counts["real"] += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
-                counts["padded"] += inputs["input_ids"].numel()
-            return super().compute_loss(model, inputs, *args, **kwargs)
-
-    return Counting
 
 
 def _texts(tok, task_spec: str, n: int) -> list[tuple[str, str]]:
@@ -200,7 +184,7 @@ def child_trl(a, started: float) -> dict:
         cfg = SFTConfig(output_dir=tmp, per_device_train_batch_size=a.batch_size, max_steps=a.steps,
                         learning_rate=a.lr, seed=0, save_strategy="no", report_to="none",
                         logging_steps=a.steps, disable_tqdm=True, use_cpu=True, **settings)
-        trainer = _counting(SFTTrainer, counts)(model=model, args=cfg, train_dataset=ds, processing_class=tok,
+        trainer = counting_trainer(SFTTrainer, counts)(model=model, args=cfg, train_dataset=ds, processing_class=tok,
                                                 callbacks=[clock, mem_cb])
         out = trainer.train()
     return _result(a.child, started, clock, mem_cb, sampler, trainer.state.global_step, counts["real"],
@@ -209,36 +193,18 @@ def child_trl(a, started: float) -> dict:
 
 
 def child_tutorial(a, started: float) -> dict:
-    """The usual recipe: tokenise with padding="max_length", plain Trainer, default collator."""
-    import datasets
+    """The usual recipe (`bench.tutorial`): tokenise with padding="max_length", plain Trainer, default collator."""
     import torch
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments,
-                              default_data_collator)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     clock, mem_cb, sampler = _callbacks()
     tok = AutoTokenizer.from_pretrained(a.model)
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
-
-    def preprocess(prompt: str, completion: str) -> dict:
-        n_prompt = len(tok(prompt)["input_ids"])
-        enc = tok(prompt + completion + tok.eos_token, padding="max_length", max_length=a.max_length,
-                  truncation=True)
-        labels = [t if m and i >= n_prompt else -100
-                  for i, (t, m) in enumerate(zip(enc["input_ids"], enc["attention_mask"]))]
-        return {**enc, "labels": labels}
-
-    ds = datasets.Dataset.from_list([preprocess(p, c) for p, c in _texts(tok, a.task, a.steps * a.batch_size)])
-    counts = {"real": 0, "padded": 0}
-    with tempfile.TemporaryDirectory() as tmp:
-        targs = TrainingArguments(output_dir=tmp, per_device_train_batch_size=a.batch_size, max_steps=a.steps,
-                                  learning_rate=a.lr, seed=0, save_strategy="no", report_to="none",
-                                  logging_steps=a.steps, disable_tqdm=True, use_cpu=True)
-        trainer = _counting(Trainer, counts)(model=model, args=targs, train_dataset=ds,
-                                             data_collator=default_data_collator, processing_class=tok,
-                                             callbacks=[clock, mem_cb])
-        out = trainer.train()
-    return _result(a.child, started, clock, mem_cb, sampler, trainer.state.global_step, counts["real"],
-                   counts["padded"], out.training_loss, "fp32", False)
+    rows = padded_rows(tok, _texts(tok, a.task, a.steps * a.batch_size), is_seq2seq=False, max_length=a.max_length)
+    run = train_tutorial(model, tok, rows, batch_size=a.batch_size, steps=a.steps, learning_rate=a.lr,
+                         callbacks=[clock, mem_cb])
+    return _result(a.child, started, clock, mem_cb, sampler, run["steps"], run["real"], run["padded"],
+                   run["train_loss"], "fp32", False)
 
 
 def child_main(argv: list[str]) -> None:
@@ -258,7 +224,7 @@ def child_main(argv: list[str]) -> None:
     if a.child.startswith("trl"):
         import trl  # noqa: F401
     else:
-        import retain.training  # noqa: F401
+        import retain.training.loop  # noqa: F401
     started = time.perf_counter()
     fn = child_tutorial if a.child == "tutorial" else child_trl if a.child.startswith("trl") else child_retain
     print(json.dumps(fn(a, started)))
