@@ -19,9 +19,11 @@ def _progress_bar(console: Console) -> Progress:
                     console=console, transient=True)
 
 
-def run_with_progress(config, out: Path, console: Console) -> dict:
-    """Run a study, showing one progress bar per evaluation and a line per step."""
-    from retain.study.run import run_study
+def run_with_progress(config, out: Path, console: Console, worker: bool = False, run: str | None = None,
+                      lease: float | None = None) -> dict:
+    """Run a study (or, as one of its workers, its runs left; or its run `run`), showing one progress
+    bar per evaluation and a line per step."""
+    from retain.study.run import Study, run_study
 
     with _progress_bar(console) as bar:
         def factory(label, total):
@@ -29,8 +31,16 @@ def run_with_progress(config, out: Path, console: Console) -> dict:
             return lambda n: bar.advance(handle, n)
 
         # Log lines carry user strings (run and task names, paths): printed as text, never as markup.
-        return run_study(config, out, log=lambda line: console.print(line, markup=False, highlight=False),
-                         progress_factory=factory)
+        def log(line: str) -> None:
+            console.print(line, markup=False, highlight=False)
+
+        if not worker and run is None:
+            return run_study(config, out, log=log, progress_factory=factory)
+        from retain.study.workers import run_one, run_worker
+
+        study = Study(config, out, log, factory)
+        leased = {"lease": lease} if lease is not None else {}
+        return run_worker(study, **leased) if worker else run_one(study, run, **leased)
 
 
 def _fmt(x: float | None, signed: bool = True) -> str:
@@ -99,7 +109,8 @@ def print_plan(config, out: Path, console: Console) -> None:
     for col in ("run", "kind", "parent", "seed", "what", "status"):
         table.add_column(col, no_wrap=col == "run")
     for r in rows:
-        status = {"done": "[green]done[/green]", "changed": "[yellow]changed: runs again[/yellow]"}.get(r.status, r.status)
+        status = {"done": "[green]done[/green]", "changed": "[yellow]changed: runs again[/yellow]",
+                  "failed": "[red]failed[/red]"}.get(r.status, r.status)
         table.add_row(escape(r.name), r.kind, escape(r.parent or "-"), str(r.seed), escape(r.detail), status)
     console.print(table)
     done = sum(r.status == "done" for r in rows)
@@ -113,6 +124,13 @@ def study_command(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a top-level config key: key=value."),
     check: bool = typer.Option(False, "--check", help="Exit 1 when the recommendation breaks the budget (for CI)."),
     plan: bool = typer.Option(False, "--plan", help="Print every run and derived run, and which are done; run nothing."),
+    worker: bool = typer.Option(False, "--worker", help="Work with any other workers on the same --out: claim the "
+                                "next run, run it, repeat until none is left (docs/scale-out.md)."),
+    run: Optional[str] = typer.Option(None, "--run", metavar="NAME", help="Run only the planned run NAME (NAME-sSEED "
+                                      "for one seed); a derived run's parent must be done."),
+    lease: Optional[float] = typer.Option(None, "--lease", min=1.0, help="With --worker or --run: seconds without a "
+                                          "heartbeat after which this process's claims count as dead on other "
+                                          "machines (default 600)."),
 ) -> None:
     """Fine-tune with every method in the config and report what each forgot."""
     quiet_libraries()
@@ -123,11 +141,22 @@ def study_command(
     cfg = load_study_config(config, parse_set(set_))
     out = out or Path("runs") / cfg.name
     console = Console()
+    from retain.errors import UserError
+
+    if sum([plan, worker, run is not None]) > 1:
+        raise UserError("use one of --plan, --worker and --run")
+    if lease is not None and not (worker or run is not None):
+        raise UserError("--lease: only with --worker or --run")
     if plan:
         print_plan(cfg, out, console)
         return
     check_output_folder(out)
-    doc = run_with_progress(cfg, out, console)
+    doc = run_with_progress(cfg, out, console, worker=worker, run=run, lease=lease)
+    if not doc["study"]["finished"]:
+        left = sum(r.get("status") == "pending" for r in doc["runs"])
+        console.print(f"{left} runs left to other workers or to run; `retain report {out}` shows what is done",
+                      markup=False, highlight=False)
+        return
     print_summary(doc, out, console)
     if check and not doc["recommendation"]["within_budget"]:
         raise typer.Exit(1)

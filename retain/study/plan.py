@@ -5,7 +5,8 @@ Read from disk only (base.json and each run's result.json): no model is loaded a
 so `retain study CONFIG --plan` is instant and safe on a folder another process is filling.
 
 A run is *done* when its result.json holds the key the study would give it now; *changed* when a
-result.json exists for other settings (it will run again); *to do* otherwise. Without base.json no key
+result.json exists for other settings (it will run again); *failed* when it has no such result but its
+failed.json (written when it failed: a NaN loss, a bad option) holds that key; *to do* otherwise. Without base.json no key
 can be computed (it names the base model's fingerprint), so every run is *to do*. Derived runs come
 from their kinds (`retain.methods.derived`): a checkpoint asked for as a fraction of training gets its
 step once its parent has trained; until then the plan names it `PARENT+at-FRACTION`.
@@ -30,7 +31,8 @@ class PlannedRun:
         parent: the run it is derived from (None for `train`).
         seed: the training seed.
         detail: what it takes: the method and options, the alpha, or the point of training.
-        status: `done`, `changed` or `to do`.
+        status: `done`, `changed`, `failed` or `to do`.
+        key: what identifies its result (None while it cannot be known: no base.json, parent not done).
     """
 
     name: str
@@ -40,6 +42,12 @@ class PlannedRun:
     seed: int
     detail: str
     status: str
+    key: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How logs and errors name it: `NAME (seed N)`."""
+        return f"{self.name} (seed {self.seed})"
 
 
 def study_plan(study) -> list[PlannedRun]:
@@ -60,7 +68,7 @@ def study_plan(study) -> list[PlannedRun]:
             trained.append((entry, key, saved))
             options = ", ".join(f"{k}={v}" for k, v in entry.options.items())
             rows.append(PlannedRun(entry.run_name, "train", entry.method, None, seed,
-                                   entry.method + (f" ({options})" if options else ""), status))
+                                   entry.method + (f" ({options})" if options else ""), status, key))
             rows += [r for kind in kinds if not kind.after_all for r in _derived(study, kind, entry, key, saved, seed)]
         for kind in kinds:
             if kind.after_all:
@@ -73,15 +81,19 @@ def _derived(study, kind, entry, parent_key: str | None, parent: dict | None, se
     for run in kind.planned(study.config.methods, entry, parent):
         key = study.derived_key(parent_key, **run.key) if parent is not None and run.known else None
         rows.append(PlannedRun(run.name, kind.kind, run.method, run.parent, seed, run.detail,
-                               _status(study, run.name, seed, key)[0]))
+                               _status(study, run.name, seed, key)[0], key))
     return rows
 
 
 def _status(study, name: str, seed: int, key: str | None) -> tuple[str, dict | None]:
-    path = study.run_dir(name, seed) / "result.json"
-    if not path.is_file():
-        return "to do", None
+    run_dir = study.run_dir(name, seed)
     if key is None:  # no base.json, or the parent is not done: nothing can be matched yet
         return "to do", None
-    saved = read_json(path)
-    return ("done", saved) if saved.get("key") == key else ("changed", None)
+    path = run_dir / "result.json"
+    saved = read_json(path) if path.is_file() else None
+    if saved is not None and saved.get("key") == key:
+        return "done", saved
+    failure = run_dir / "failed.json"
+    if failure.is_file() and read_json(failure).get("key") == key:
+        return "failed", None
+    return ("changed" if saved is not None else "to do"), None

@@ -33,7 +33,6 @@ from retain.evaluation.runner import (EvalSettings, TaskResult, eval_examples, e
 from retain.io import atomic_write_json, atomic_write_text, read_json, sha256_json
 from retain.lock import FolderLock
 from retain.study import compare
-from retain.methods.derived import derived_kinds
 from retain.study.config import WISE_FT, MethodEntry, StudyConfig
 from retain.tasks import Task, get_task
 
@@ -140,6 +139,20 @@ class Study:
             self.log(f"  {run_dir.name}: settings changed since the saved result; running again")
         return None
 
+    def entry(self, name: str) -> MethodEntry:
+        """The training entry whose run is `name`."""
+        return next(e for e in self.config.methods if e.method != WISE_FT and e.run_name == name)
+
+    def done_record(self, entry: MethodEntry, seed: int, base_fp: str) -> dict | None:
+        """The saved result of `entry`'s training run at `seed` when it is done with today's key, else None."""
+        run_dir = self.run_dir(entry.run_name, seed)
+        path = run_dir / "result.json"
+        saved = read_json(path) if path.is_file() else None
+        if saved is None or saved.get("key") != self.train_key(entry, seed, base_fp):
+            return None
+        # The folder may have moved since (a copied study): derived runs read the weights from here.
+        return {**saved, "train_dir": str((run_dir / "train").resolve())}
+
     def _train_run(self, entry: MethodEntry, seed: int, base_fp: str) -> dict:
         from retain.models.loading import LazyModel
         from retain.training.loop import train
@@ -151,8 +164,7 @@ class Study:
         saved = self._saved(run_dir, key)
         if saved is not None:
             self.log(f"  {entry.run_name} (seed {seed}): already done, reusing {run_dir}")
-            # The folder may have moved since (a copied study): derived runs read the weights from here.
-            return {**saved, "train_dir": str((run_dir / "train").resolve())}
+            return self.done_record(entry, seed, base_fp)
         self.log(f"  {entry.run_name} (seed {seed}): training {method.name} ...")
         t0 = time.perf_counter()
         # The study owns its run folders: a run whose settings changed is trained again, not refused.
@@ -196,86 +208,112 @@ class Study:
         self.log(f"  {run.name}: evaluated in {cost['wall_seconds']:.1f}s")
         return record
 
-    def _derive(self, kind, entry: MethodEntry, parent: dict, seed: int, records: list, failed: list) -> None:
-        """Every run of `kind` derived from the trained run `parent` of `entry`, appended as they finish."""
-        for run in kind.planned(self.config.methods, entry, parent):
-            try:
-                records.append(self._derived_run(kind, run, parent, seed))
-            except UserError as e:
-                self.log(f"  {run.name} (seed {seed}): FAILED: {e}")
-                failed.append({"name": run.name, "method": run.method, "seed": seed, "status": "failed",
-                               "error": str(e)})
+    # --- the plan's runs, one at a time ---------------------------------------------------------------
+
+    def plan(self):
+        """The study's plan against its folder now (`retain.study.plan.study_plan`)."""
+        from retain.study.plan import study_plan
+
+        return study_plan(self)
+
+    @staticmethod
+    def runnable(rows, retry_failed: bool = False) -> list:
+        """The rows of plan `rows` that can run now, in plan order: not done, and a derived run's parent done.
+
+        A failed run is run again only with `retry_failed` (a plain study tries each run once per
+        process; workers leave failures alone, so that one bad run is not tried by every worker).
+        """
+        status = {(r.name, r.seed): r.status for r in rows}
+        wanted = ("to do", "changed", "failed") if retry_failed else ("to do", "changed")
+        return [r for r in rows if r.status in wanted and (r.parent is None or status.get((r.parent, r.seed)) == "done")]
+
+    def execute(self, row, raise_failure: bool = False) -> dict | None:
+        """Run the planned run `row` (a `PlannedRun`; a derived run's parent must be done) and save its result.
+
+        A UserError while it runs (a NaN loss, a model that cannot be made) is logged and saved as the
+        run's `failed.json` (re-raised with `raise_failure`); None is returned then.
+
+        Raises:
+            UserError: `row` is a derived run whose parent is not done.
+        """
+        from retain.methods.derived import derived_kind
+
+        base_fp = self._base_fp()
+        parent_entry = parent = None
+        if row.parent is not None:
+            parent_entry = self.entry(row.parent)
+            parent = self.done_record(parent_entry, row.seed, base_fp)
+            if parent is None:
+                raise UserError(f"run {row.name} (seed {row.seed}) derives from {row.parent}, which is not done; "
+                                f"run {row.parent} first")
+        run_dir = self.run_dir(row.name, row.seed)
+        try:
+            if parent is None:
+                record = self._train_run(self.entry(row.name), row.seed, base_fp)
+            else:
+                kind = derived_kind(row.kind)
+                run = next(r for r in kind.planned(self.config.methods, parent_entry, parent) if r.name == row.name)
+                record = self._derived_run(kind, run, parent, row.seed)
+        except UserError as e:  # e.g. a NaN loss: report it, keep the other runs
+            self.log(f"  {row.name} (seed {row.seed}): FAILED: {e}")
+            atomic_write_json(run_dir / "failed.json", {"key": row.key, "name": row.name, "method": row.method,
+                                                        "seed": row.seed, "status": "failed", "error": str(e)})
+            if raise_failure:
+                raise
+            return None
+        (run_dir / "failed.json").unlink(missing_ok=True)
+        return record
 
     # --- the whole study ------------------------------------------------------------------------------
 
-    def run(self) -> dict:
-        """Run (or resume) the study; returns the results document (also written to results.json)."""
+    def load_base(self) -> None:
+        """Find the base model (and load a hub model) before anything is written: a missing folder or an
+        unreachable hub leaves no half-made output folder behind."""
         from retain.models.loading import LazyModel
 
-        # The base model is found (and a hub model loaded) before anything is written: a missing folder
-        # or an unreachable hub leaves no half-made output folder behind.
-        # It is handed to `_run` through `self._base` so that no frame here keeps a reference: `_run`
-        # drops the base weights before training.
+        # Handed to `prepare` through `self._base` so that no frame keeps a reference: the base weights
+        # are dropped before training.
         self._base = LazyModel(self.config.model, device=self.config.device, dtype=self.config.dtype)
+
+    def run(self) -> dict:
+        """Run (or resume) the study; returns the results document (also written to results.json)."""
+        self.load_base()
         # One process per output folder: a second one refuses at once, naming this one.
         with FolderLock(self.out, f"retain study {self.config.name}"):
+            self.prepare()
             return self._run()
 
-    def _run(self) -> dict:
+    def prepare(self) -> None:
+        """Evaluate the base (from the cache when it was before) and write config.yaml and base.json:
+        what every run's key and every results document need. Call `load_base` first."""
         base_lm, self._base = self._base, None
-        fingerprint = base_lm.fingerprint
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
         previous = self.out / "results.json"
-        created = (read_json(previous)["study"]["created"] if previous.is_file()
-                   else dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-        self.log(f"base model {self.config.model} ({fingerprint}): evaluating {len(self.tasks)} tasks")
-        base = self._evaluate(base_lm, "base")
+        self.created = (read_json(previous)["study"]["created"] if previous.is_file()
+                        else dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        self.log(f"base model {self.config.model} ({base_lm.fingerprint}): evaluating {len(self.tasks)} tasks")
+        self.base_results = self._evaluate(base_lm, "base")
         atomic_write_json(self.out / "base.json", {"fingerprint": base_lm.fingerprint, "model": base_lm.describe(),
-                                                   "outputs": {n: r.outputs() for n, r in base.items()}}, indent=None)
-        skills = {n: compare.skill(base[n], self.settings.n_boot, self.settings.seed)
-                  for n, st in self.tasks.items() if st.role == "protected"}
-        for n, s in skills.items():
+                                                   "outputs": {n: r.outputs() for n, r in self.base_results.items()}},
+                          indent=None)
+        self.skills = {n: compare.skill(self.base_results[n], self.settings.n_boot, self.settings.seed)
+                       for n, st in self.tasks.items() if st.role == "protected"}
+        for n, s in self.skills.items():
             if not s["has_skill"]:
                 self.log(f"  warning: {n}: {s['note']}")
-        records: list[dict] = []
-        failed: list[dict] = []
-        del base_lm  # free the base weights before training
-        kinds = derived_kinds()
-        for seed in self.config.seeds:
-            trained: list[tuple[MethodEntry, dict]] = []
-            for entry in self.config.methods:
-                if entry.method == WISE_FT:  # not a training run: it names the parent it derives from
-                    continue
-                try:
-                    record = self._train_run(entry, seed, base_fp=self._base_fp())
-                except UserError as e:  # e.g. a NaN loss: report it, keep the other runs
-                    self.log(f"  {entry.run_name} (seed {seed}): FAILED: {e}")
-                    failed.append({"name": entry.run_name, "method": entry.method, "seed": seed,
-                                   "status": "failed", "error": str(e)})
-                    self._write(base, skills, records, failed, created, finished=False)
-                    continue
-                records.append(record)
-                trained.append((entry, record))
-                for kind in kinds:
-                    if not kind.after_all:  # e.g. checkpoints: right after their parent
-                        self._derive(kind, entry, record, seed, records, failed)
-                self._write(base, skills, records, failed, created, finished=False)
-            for kind in kinds:
-                if kind.after_all:  # e.g. WiSE-FT: once every run is trained
-                    for entry, record in trained:
-                        before = len(records) + len(failed)
-                        self._derive(kind, entry, record, seed, records, failed)
-                        if len(records) + len(failed) > before:
-                            self._write(base, skills, records, failed, created, finished=False)
-        return self._write(base, skills, records, failed, created, finished=True)
 
-    def _pending(self, records: list[dict], failed: list[dict]) -> list[dict]:
-        """The planned runs with no result yet, for results.json and the report while a study runs."""
-        from retain.study.plan import study_plan
-
-        have = {(r["name"], r["seed"]) for r in [*records, *failed]}
-        return [{"name": p.name, "method": p.method, "seed": p.seed, "parent": p.parent, "status": "pending",
-                 "error": None} for p in study_plan(self) if (p.name, p.seed) not in have]
+    def _run(self) -> dict:
+        """Every run of the plan in its order, each tried once; results.json rewritten after each."""
+        for row in self.plan():
+            if row.kind == "train" and row.status == "done":
+                self.log(f"  {row.label}: already done, reusing {self.run_dir(row.name, row.seed)}")
+        tried: set[tuple[str, int]] = set()
+        while row := next((r for r in self.runnable(self.plan(), retry_failed=True)
+                           if (r.name, r.seed) not in tried), None):
+            tried.add((row.name, row.seed))
+            self.execute(row)
+            self.write_results()
+        return self.write_results()
 
     def _base_fp(self) -> str:
         return read_json(self.out / "base.json")["fingerprint"]
@@ -287,11 +325,28 @@ class Study:
         keep = {k: described[k] for k in ("architecture", "dtype", "precision", "source") if k in described}
         return {"name": self.config.model, "fingerprint": self._base_fp(), **keep}
 
-    def _write(self, base, skills, records, failed, created, finished: bool) -> dict:
+    def write_results(self) -> dict:
+        """results.json from what the folder holds now (whoever ran each run), and the document.
+
+        Runs in plan order: the done ones, then the failed ones, then those still to run (`pending`).
+        The study is *finished* when none is pending; a derived run of a failed run is left out.
+        Call `prepare` first.
+        """
         from retain.study.results import assemble
 
-        doc = assemble(self, base, skills, records, failed, created, finished,
-                       pending=[] if finished else self._pending(records, failed))
+        rows = self.plan()
+        status = {(r.name, r.seed): r.status for r in rows}
+        records, failed, pending = [], [], []
+        for r in rows:
+            if r.status == "done":
+                records.append(read_json(self.run_dir(r.name, r.seed) / "result.json"))
+            elif r.status == "failed":
+                saved = read_json(self.run_dir(r.name, r.seed) / "failed.json")
+                failed.append({k: saved[k] for k in ("name", "method", "seed", "status", "error")})
+            elif r.parent is None or status.get((r.parent, r.seed)) != "failed":
+                pending.append({"name": r.name, "method": r.method, "seed": r.seed, "parent": r.parent,
+                                "status": "pending", "error": None})
+        doc = assemble(self, self.base_results, self.skills, records, failed, self.created, not pending, pending)
         atomic_write_json(self.out / "results.json", doc)
         return doc
 
