@@ -20,7 +20,8 @@ from retain.models.sources import MODEL_HELP
 @app.command("eval")
 def eval_command(
     model: str = typer.Option(..., "--model", "-m", help=f"Model: {MODEL_HELP}."),
-    task: List[str] = typer.Option(..., "--task", "-t", help="Task: a name, FAMILY:PATH or a task .yaml; repeatable."),
+    task: List[str] = typer.Option(..., "--task", "-t", help="Task: a name, FAMILY:PATH, a task .yaml, lm-eval:TASK[@SHOTS] "
+                                   "or perplexity:PATH|TASK; repeatable."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the results JSON."),
     adapter: Optional[str] = typer.Option(None, help="PEFT adapter folder to load on top of the model."),
     split: str = split_option(),
@@ -34,6 +35,8 @@ def eval_command(
         None, help="Solved examples in each prompt, drawn from the task's train split (else validation), "
                    "never from the evaluated one. Default: each task's own (0 unless its YAML says)."),
     fewshot_seed: int = typer.Option(0, help="Seed of the few-shot draw (the same for every model)."),
+    lm_eval_include: List[Path] = typer.Option(
+        [], "--lm-eval-include", help="Folder of local lm-eval task YAMLs for lm-eval:TASK; repeatable."),
     cache_dir: Optional[Path] = typer.Option(None, help="Evaluation cache folder (default ~/.cache/retain/eval)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
     allow_pickle: bool = typer.Option(False, help="Allow pickle (.bin) weights; they can run code."),
@@ -51,7 +54,7 @@ def eval_command(
     settings = EvalSettings(split=split, limit=limit, batch_size=batch_size, chat=chat, fewshot=fewshot,
                             fewshot_seed=fewshot_seed)
     check_output_file(out)
-    tasks = [get_task(t).with_max_new_tokens(max_new_tokens) for t in task]
+    tasks = [get_task(t, lm_eval_include).with_max_new_tokens(max_new_tokens) for t in task]
     for t in tasks:
         eval_examples(t, settings)  # reads the data and draws the shots
     lm = LazyModel(model, adapter=adapter, device=device, dtype=dtype, allow_pickle=allow_pickle,

@@ -12,7 +12,10 @@ applies the aggregate) and keeps micro-averaged metrics correct under resampling
 per-example F1 would not be.
 
 Families register themselves where they are defined with `@register_metric`; `score(metric, ...)`
-evaluates one family and returns `Scores`.
+evaluates one family and returns `Scores`. A family measured by the model rather than computed from
+text (a perplexity, an lm-evaluation-harness metric: `retain.evaluation.measured`) registers with
+`register_measured` and its `Scores` come from `scores_from_stats`. A family can be lower-is-better
+(`higher_is_better(metric, output)`): comparisons then count an increase as the drop.
 """
 
 from __future__ import annotations
@@ -39,7 +42,16 @@ class _Family:
     outputs: tuple[str, ...]
     primary: str
     aggregates: dict[str, Aggregate]
-    compute: Compute
+    compute: Compute | None  # None: measured by the model (`scores_from_stats`), not computed from text
+    lower_is_better: frozenset[str] = frozenset()
+    open_outputs: bool = False  # outputs are named per task (lm-eval metrics); unlisted ones are means
+
+    def aggregate_of(self, output: str) -> Aggregate:
+        if output in self.aggregates:
+            return self.aggregates[output]
+        if self.open_outputs:
+            return self.aggregates.get(output.split(",")[0], _mean)  # lm-eval's "metric,filter" names
+        raise KeyError(output)
 
 
 _FAMILIES: dict[str, _Family] = {}
@@ -52,7 +64,7 @@ def _mean(summed: np.ndarray) -> np.ndarray:
 
 
 def register_metric(name: str, outputs: Sequence[str], primary: str,
-                    aggregates: dict[str, Aggregate] | None = None):
+                    aggregates: dict[str, Aggregate] | None = None, lower_is_better: Sequence[str] = ()):
     """Decorator registering a metric family's `compute(predictions, references)` function.
 
     Args:
@@ -61,6 +73,7 @@ def register_metric(name: str, outputs: Sequence[str], primary: str,
         primary: the output reported as "the" score of the family.
         aggregates: output name -> aggregate of summed statistics; outputs not listed are means
             with statistics ``(value, 1)``.
+        lower_is_better: outputs where a lower value is better (a perplexity).
     """
     if primary not in outputs:
         raise ValueError(f"primary output {primary!r} is not one of {list(outputs)}")
@@ -69,10 +82,56 @@ def register_metric(name: str, outputs: Sequence[str], primary: str,
         if name in _FAMILIES:
             raise ValueError(f"metric {name!r} registered twice")
         aggs = {out: (aggregates or {}).get(out, _mean) for out in outputs}
-        _FAMILIES[name] = _Family(name, tuple(outputs), primary, aggs, compute)
+        _FAMILIES[name] = _Family(name, tuple(outputs), primary, aggs, compute, frozenset(lower_is_better))
         return compute
 
     return decorator
+
+
+def register_measured(name: str, outputs: Sequence[str], primary: str, aggregates: dict[str, Aggregate] | None = None,
+                      lower_is_better: Sequence[str] = (), open_outputs: bool = False) -> None:
+    """Register a family whose per-example statistics the model measures (see `scores_from_stats`).
+
+    Args:
+        open_outputs: the outputs are named per task (lm-eval's metric names); `outputs` and
+            `aggregates` then list the known ones and any other is a mean with statistics ``(value, 1)``.
+    """
+    if name in _FAMILIES:
+        raise ValueError(f"metric {name!r} registered twice")
+    aggs = {out: (aggregates or {}).get(out, _mean) for out in outputs}
+    _FAMILIES[name] = _Family(name, tuple(outputs), primary, aggs, None, frozenset(lower_is_better), open_outputs)
+
+
+def higher_is_better(metric: str, output: str) -> bool:
+    """Whether a higher value of `output` is better (False for perplexities and per-token NLL)."""
+    fam = _family(metric)
+    return output not in fam.lower_is_better and output.split(",")[0] not in fam.lower_is_better
+
+
+def computed_from_text(metric: str) -> bool:
+    """Whether `score(metric, predictions, references)` can score text (False for measured families)."""
+    return _family(metric).compute is not None
+
+
+def scores_from_stats(metric: str, ids: Sequence[str], stats: dict[str, Sequence], primary: str) -> Scores:
+    """`Scores` of a measured family from stored per-example statistics.
+
+    Args:
+        stats: output -> per-example rows (``[value]``, ``[value, 1]`` or the family's own ``(n, k)``).
+        primary: the output reported as the score.
+
+    The display value per example is the output's aggregate over that example alone.
+    """
+    fam = _family(metric)
+    ids = [str(i) for i in ids]
+    arrays: dict[str, np.ndarray] = {}
+    for name, rows in stats.items():
+        a = np.asarray(rows, dtype=np.float64).reshape(len(ids), -1)
+        arrays[name] = np.concatenate([a, np.ones_like(a)], axis=1) if a.shape[1] == 1 else a
+    if primary not in arrays:
+        raise ValueError(f"primary output {primary!r} is not among {sorted(arrays)}")
+    per = {name: np.asarray(fam.aggregate_of(name)(a), dtype=np.float64) for name, a in arrays.items()}
+    return Scores(metric=metric, primary=primary, ids=ids, stats=arrays, per_example=per)
 
 
 def _family(metric: str) -> _Family:
@@ -127,7 +186,7 @@ class Scores:
 
     def aggregate(self, name: str, summed: np.ndarray) -> np.ndarray:
         """Apply output `name`'s aggregate to summed statistics of shape ``(..., k)`` -> ``(...)``."""
-        return _family(self.metric).aggregates[name](np.asarray(summed, dtype=np.float64))
+        return _family(self.metric).aggregate_of(name)(np.asarray(summed, dtype=np.float64))
 
     def value(self, name: str) -> float:
         """The output `name` aggregated over all examples."""
@@ -189,6 +248,8 @@ def score(metric: str, predictions: Sequence[str], references: Sequence[Sequence
         ValueError: lengths differ, or an example has no reference.
     """
     fam = _family(metric)
+    if fam.compute is None:
+        raise UserError(f"metric {metric!r} is measured by the model, not computed from text")
     preds = [str(p) for p in predictions]
     refs = [[r] if isinstance(r, str) else [str(x) for x in r] for r in references]
     ids = [str(i) for i in range(len(preds))] if ids is None else [str(i) for i in ids]

@@ -8,6 +8,11 @@ docs/results-schema.md).
 Few-shot evaluation (`EvalSettings.fewshot`, or a task's own `fewshot`) gives each example solved
 examples drawn from another split (`retain.tasks.fewshot`); the draw is part of the cache key. With
 zero shots prompts and cache keys are exactly those of zero-shot evaluation before few-shot existed.
+
+Two kinds are measured rather than scored from text: `perplexity` tasks (`retain.evaluation.rolling`)
+and `lm-eval` tasks (`retain.evaluation.lmeval`, which draws its own shots). Their outputs carry
+per-example statistics (``stats`` and ``primary``) instead of being re-scored from predictions; the
+cache, bootstrap and paired comparisons treat them like every other task.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from retain.errors import UserError
 from retain.evaluation import engine
 from retain.evaluation.bootstrap import summarize
 from retain.evaluation.cache import EvalCache
-from retain.evaluation.metrics import Scores, score
+from retain.evaluation import measured  # noqa: F401  (registers the perplexity and lm-eval metric families)
+from retain.evaluation.metrics import Scores, computed_from_text, score, scores_from_stats
 from retain.evaluation.settings import EvalSettings
 from retain.models.loading import LoadedModel
 from retain.tasks.base import Example, Task
-from retain.tasks.fewshot import pool_split, shots_hash
+from retain.tasks.fewshot import shots_hash
 
 FEWSHOT_FORMAT = "1"  # bump when the few-shot prompt layout changes (retain.models.formatting)
 
@@ -48,7 +54,7 @@ def fewshot_setting(task: Task, settings: EvalSettings) -> dict:
     k = fewshot_k(task, settings)
     if not k:
         return {"k": 0, "seed": None, "split": None}
-    return {"k": k, "seed": settings.fewshot_seed, "split": pool_split(task, settings.split)}
+    return {"k": k, "seed": settings.fewshot_seed, "split": task.fewshot_source(settings.split)}
 
 
 def task_key(task: Task, settings: EvalSettings) -> dict:
@@ -86,6 +92,9 @@ class TaskResult:
             out["choice_logprobs"] = self.choice_logprobs
         if self.truncated is not None:
             out["truncated"] = self.truncated
+        if not computed_from_text(self.scores.metric):  # measured: the statistics are the outputs
+            out["stats"] = {k: v.tolist() for k, v in self.scores.stats.items()}
+            out["primary"] = self.scores.primary
         return out
 
     def to_json(self) -> dict:
@@ -130,8 +139,24 @@ def _shots(examples: list[Example]) -> list[list[tuple[str, str]]] | None:
     return [[(shot.prompt, shot.target) for shot in ex.shots] for ex in examples]
 
 
+def _run_perplexity(lm: LoadedModel, examples: list[Example], settings: EvalSettings, progress) -> dict:
+    from retain.evaluation.rolling import loglikelihood_rolling
+
+    values = loglikelihood_rolling(lm, [ex.prompt for ex in examples], batch_size=settings.batch_size,
+                                   progress=progress)
+    return {"predictions": [f"{nll / max(n, 1):.4f} nats/token over {n} tokens" for nll, n in values],
+            "stats": {"nll": [[nll, n] for nll, n in values], "perplexity": [[nll, n] for nll, n in values]},
+            "primary": "nll"}
+
+
 def _run_engine(lm: LoadedModel, task: Task, examples: list[Example], settings: EvalSettings,
                 progress) -> dict:
+    if task.kind == "perplexity":
+        return _run_perplexity(lm, examples, settings, progress)
+    if task.kind == "lm-eval":
+        from retain.evaluation import lmeval
+
+        return lmeval.run(lm, task, examples, settings, fewshot_k(task, settings), progress)
     shots = _shots(examples)
     truncated: list[int] = []
     if task.kind == "choice":
@@ -221,11 +246,15 @@ def evaluate_task(lm: LoadedModel, task: Task, settings: EvalSettings = EvalSett
 def result_from_outputs(task: Task, examples: list[Example], outputs: dict, settings: EvalSettings) -> TaskResult:
     """Score stored outputs (`{"predictions": [...], "choice_logprobs": [...]?, "truncated": N?}`).
 
-    Metrics are cheap, so they are always recomputed from outputs (cached or saved in a study).
+    Metrics are cheap, so they are always recomputed from outputs (cached or saved in a study); measured
+    kinds store per-example statistics (``stats``, ``primary``) instead.
     Outputs stored before truncation was counted have no `truncated`: it is reported as None.
     """
-    scores = score(task.metric, outputs["predictions"], [list(ex.references) for ex in examples],
-                   ids=[ex.id for ex in examples])
+    ids = [ex.id for ex in examples]
+    if "stats" in outputs:  # measured by the model (perplexity, lm-eval), not scored from text
+        scores = scores_from_stats(task.metric, ids, outputs["stats"], outputs["primary"])
+    else:
+        scores = score(task.metric, outputs["predictions"], [list(ex.references) for ex in examples], ids=ids)
     result = TaskResult(task=task, examples=examples, predictions=list(outputs["predictions"]), scores=scores,
                         choice_logprobs=outputs.get("choice_logprobs"), fewshot=fewshot_setting(task, settings),
                         truncated=outputs.get("truncated"))

@@ -174,6 +174,8 @@ class StudyConfig(_Strict):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     dtype: str = Field("auto", description="Evaluation precision: auto, float32, bfloat16, float16 or bf16-autocast.")
     cache_dir: str | None = Field(None, description="Evaluation cache (default ~/.cache/retain/eval).")
+    lm_eval_include: list[str] = Field(default_factory=list,
+                                       description="Folders of local lm-eval task YAMLs for lm-eval:TASK tasks.")
 
     @field_validator("name")
     @classmethod

@@ -67,14 +67,15 @@ class Study:
 
     def _resolve_tasks(self) -> dict[str, StudyTask]:
         """Every task resolved and its data read before anything runs (bad data fails here)."""
-        target = get_task(self.config.target.task).with_max_new_tokens(self.config.target.max_new_tokens)
+        include = self.config.lm_eval_include
+        target = get_task(self.config.target.task, include).with_max_new_tokens(self.config.target.max_new_tokens)
         if not target.has_split("train"):
             raise UserError(f"target task {target.name} has no 'train' split to fine-tune on")
         # Few-shot is per task and for evaluation only: training reads the target's zero-shot examples.
         tasks = {target.name: StudyTask(target, "target",
                                         settings=self.settings.but(fewshot=self.config.target.fewshot))}
         for p in self.config.protect:
-            t = get_task(p.task).with_max_new_tokens(p.max_new_tokens)
+            t = get_task(p.task, include).with_max_new_tokens(p.max_new_tokens)
             tasks[t.name] = StudyTask(t, "protected", tolerance=p.tolerance,
                                       settings=self.settings.but(fewshot=p.fewshot))
         for st in tasks.values():

@@ -1,7 +1,8 @@
 """The Task type, its examples, and the task registry.
 
 A task is a small object: name, version, where its data comes from, a prompt template, a kind
-(`generate`: the model writes an answer; `choice`: each option is scored by log-likelihood), a metric
+(`generate`: the model writes an answer; `choice`: each option is scored by log-likelihood;
+`perplexity` and `lm-eval`: see `Kind`), a metric
 family and a generation length. Tasks register themselves where they are defined
 (`@register_task` for named tasks such as the toy tasks, `@register_family` for file-backed families
 such as `sentiment:PATH`); `retain.tasks.resolve.get_task(spec)` resolves what a user typed.
@@ -17,9 +18,12 @@ from pathlib import Path
 from typing import Callable, Literal, Mapping
 
 from retain.errors import UserError
-from retain.tasks.fewshot import attach_shots
+from retain.tasks.fewshot import attach_shots, pool_split
 
-Kind = Literal["generate", "choice"]
+# generate / choice: retain's own requests; perplexity: rolling log-likelihood of each document's text
+# (`retain.tasks.perplexity`); lm-eval: run through lm-evaluation-harness (`retain.tasks.lmeval`).
+Kind = Literal["generate", "choice", "perplexity", "lm-eval"]
+KINDS = ("generate", "choice", "perplexity", "lm-eval")
 SPLITS = ("train", "validation", "test")
 
 
@@ -92,8 +96,8 @@ class Task:
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
-        if self.kind not in ("generate", "choice"):
-            raise UserError(f"task {self.name}: kind must be 'generate' or 'choice', not {self.kind!r}")
+        if self.kind not in KINDS:
+            raise UserError(f"task {self.name}: kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if self.max_new_tokens <= 0:
             raise UserError(f"task {self.name}: max_new_tokens must be positive")
         if self.fewshot < 0:
@@ -137,6 +141,10 @@ class Task:
         if key not in self._cache:
             self._cache[key] = attach_shots(self, split, self.examples(split, limit), k, seed)
         return self._cache[key]
+
+    def fewshot_source(self, split: str) -> str:
+        """Where the shots of a few-shot evaluation of `split` come from (results record it)."""
+        return pool_split(self, split)
 
     def data_hash(self, split: str = "test", limit: int | None = None) -> str:
         """Hash of the exact examples (prompts, references, choices) of a split."""

@@ -1,4 +1,5 @@
-"""`get_task(spec)`: what a user typed (a name, `FAMILY:PATH`, `FAMILY:hf:ID`, a task YAML) to a `Task`.
+"""`get_task(spec)`: what a user typed (a name, `FAMILY:PATH`, `FAMILY:hf:ID`, a task YAML,
+`lm-eval:TASK[@K]`, `perplexity:PATH` or `perplexity:SPEC`) to a `Task`.
 
 It sits above every module that defines tasks (the registries in `base`, the toy tasks, the file
 families, user YAML tasks), so that none of them imports another one back.
@@ -7,21 +8,36 @@ families, user YAML tasks), so that none of them imports another one back.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
 
 from retain.errors import UserError
 from retain.tasks import families, toy  # noqa: F401  (importing them registers every built-in task)
 from retain.tasks.base import FAMILY_FACTORIES, TASK_FACTORIES, Task, family_names, task_names
 from retain.tasks.data_dir import default_family_path
+from retain.tasks import lmeval, perplexity
 from retain.tasks.user import load_user_task
 
 
-def get_task(spec: str) -> Task:
-    """Resolve a task spec: a registered name, `FAMILY:PATH`, `FAMILY:hf:ID` or a task YAML file.
+def get_task(spec: str, lm_eval_include: Sequence[str | Path] = ()) -> Task:
+    """Resolve a task spec: a registered name, `FAMILY:PATH`, `FAMILY:hf:ID`, a task YAML file,
+    `lm-eval:TASK[@K]` (`retain.tasks.lmeval`) or `perplexity:PATH|SPEC` (`retain.tasks.perplexity`).
+
+    Args:
+        lm_eval_include: folders of local lm-eval task YAMLs, searched before lm-eval's own tasks.
 
     Raises:
-        UserError: unknown name or family, or a missing file.
+        UserError: unknown name or family, a missing file, an unknown lm-eval task or a missing lm-eval extra.
     """
     spec = spec.strip()
+    if spec.startswith(lmeval.PREFIX + ":"):
+        return lmeval.lm_eval_task(spec[len(lmeval.PREFIX) + 1:], lm_eval_include)
+    if spec.startswith(perplexity.PREFIX + ":"):
+        rest = spec[len(perplexity.PREFIX) + 1:]
+        head = rest.split(":", 1)[0]
+        if head in FAMILY_FACTORIES or head in TASK_FACTORIES or head == lmeval.PREFIX or rest.endswith((".yaml", ".yml")):
+            return perplexity.perplexity_of(spec, get_task(rest, lm_eval_include))
+        return perplexity.perplexity_file(spec, rest)
     if spec in TASK_FACTORIES:
         return TASK_FACTORIES[spec]()
     if spec.endswith((".yaml", ".yml")):
@@ -39,5 +55,6 @@ def get_task(spec: str) -> Task:
         return replace(FAMILY_FACTORIES[spec](default_family_path(spec)), name=spec)
     raise UserError(
         f"unknown task {spec!r} (known tasks: {', '.join(task_names())}; "
-        f"file-backed: FAMILY:PATH with FAMILY one of {', '.join(family_names())}; or a task .yaml file)"
+        f"file-backed: FAMILY:PATH with FAMILY one of {', '.join(family_names())}; a task .yaml file; "
+        f"lm-eval:TASK; or perplexity:PATH)"
     )

@@ -1,0 +1,96 @@
+"""Rolling log-likelihood of whole texts (lm-eval's `loglikelihood_rolling`), batched: perplexity tasks.
+
+Every token of a text is predicted exactly once. The text's tokens (no special tokens) follow one
+prefix token (BOS, else EOS, as lm-eval's HFLM does) so that the first token has something to be
+conditioned on; a text longer than the model's context is cut into windows that each predict the next
+`context` tokens from the `context` tokens before them (lm-eval's `get_rolling_token_windows` with
+`context_len=1`). Windows of every text are batched together, longest first, right-padded.
+
+A document's result is ``(nll, tokens)``: its summed negative log-likelihood in nats and the number
+of tokens scored, the statistics of the `perplexity` metric family (`retain.evaluation.measured`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from retain.errors import UserError
+from retain.evaluation.engine import _pad, _precision, context_length
+from retain.models.loading import LoadedModel
+from retain.models.memory import memory_safe
+
+DEFAULT_CONTEXT = 2048  # tokens, when the model's config does not say (lm-eval's HFLM default)
+
+
+def windows(tokens: list[int], prefix: int, context: int) -> list[tuple[list[int], int]]:
+    """(input ids, number of trailing positions scored) per window; the targets are the input shifted by one.
+
+    Each window's input is at most `context` tokens; its last `n` next-token predictions are scored.
+    """
+    if context < 1:
+        raise ValueError(f"context must be at least 1, got {context}")
+    seq = [prefix] + list(tokens)  # seq[i + 1] is predicted from seq[: i + 1]
+    out, done = [], 0  # tokens predicted so far
+    while done < len(tokens):
+        end = min(len(tokens), done + context)  # predict tokens[done:end], i.e. seq[done + 1: end + 1]
+        start = max(0, end - context)  # inputs seq[start:end] (at most `context` of them)
+        out.append((seq[start:end + 1], end - done))
+        done = end
+    return out
+
+
+def loglikelihood_rolling(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16,
+                          context: int | None = None,
+                          progress: Callable[[int], None] | None = None) -> list[tuple[float, int]]:
+    """``(nll, tokens)`` of every text (see the module docstring).
+
+    Args:
+        context: the most tokens one forward pass sees (default: the model's `max_position_embeddings`).
+
+    Raises:
+        UserError: an encoder-decoder model (perplexity tasks score decoder-only models).
+    """
+    if lm.is_seq2seq:
+        raise UserError("perplexity tasks need a decoder-only model; this one is encoder-decoder")
+    tok = lm.tokenizer
+    context = context or context_length(lm) or DEFAULT_CONTEXT
+    prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    if prefix is None:
+        raise UserError("perplexity tasks need a tokenizer with a BOS or EOS token to condition the first token on")
+    encoded = tok(list(texts), add_special_tokens=False)["input_ids"]
+    rows = []  # (document, sequence with its target token at the end, scored positions)
+    for doc, ids in enumerate(encoded):
+        rows += [(doc, seq, n) for seq, n in windows(list(ids), prefix, context)]
+    nll = [0.0] * len(texts)
+    counts = [len(ids) for ids in encoded]
+    left = {doc: 0 for doc in range(len(texts))}
+    for doc, _, _ in rows:
+        left[doc] += 1
+    if progress:  # texts with no tokens are done already
+        progress(sum(1 for n in left.values() if n == 0))
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i][1]))
+
+    def run(batch: list[int]) -> None:
+        inputs = [rows[i][1][:-1] for i in batch]
+        ids, mask = _pad(inputs, tok.pad_token_id if tok.pad_token_id is not None else 0, left=False)
+        ids, mask = ids.to(lm.device), mask.to(lm.device)
+        with _precision(lm), torch.no_grad():
+            logits = lm.model(input_ids=ids, attention_mask=mask).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        finished = 0
+        for r, i in enumerate(batch):
+            doc, seq, n = rows[i]
+            length = len(seq) - 1
+            targets = torch.tensor(seq[length - n + 1:], device=lm.device)
+            picked = logprobs[r, length - n:length].gather(-1, targets[:, None])
+            nll[doc] -= float(picked.sum())
+            left[doc] -= 1
+            finished += left[doc] == 0
+        if progress and finished:
+            progress(finished)
+
+    for start in range(0, len(order), batch_size):
+        memory_safe(run, order[start:start + batch_size], "windows")
+    return [(nll[d], counts[d]) for d in range(len(texts))]

@@ -1,0 +1,43 @@
+"""Local lm-eval tasks over a local JSONL file, for the lm-eval tests (offline: `dataset_path: json`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+DOCS = [
+    {"question": "The sky is", "choices": ["blue", "green", "loud"], "label": 0, "answer": "blue"},
+    {"question": "Fire is", "choices": ["cold", "hot", "wet"], "label": 1, "answer": "hot"},
+    {"question": "Grass is", "choices": ["red", "green", "blue"], "label": 1, "answer": "green"},
+    {"question": "Snow is", "choices": ["white", "black", "pink"], "label": 0, "answer": "white"},
+    {"question": "Night is", "choices": ["bright", "dark"], "label": 1, "answer": "dark"},
+    {"question": "Ice is", "choices": ["cold", "warm", "sweet"], "label": 0, "answer": "cold"},
+]
+
+
+def _task(name: str, data: Path, **config) -> dict:
+    return {"task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
+            "test_split": "test", "doc_to_text": "Q: {{question}}\nA:", **config}
+
+
+def write_tasks(folder: Path, answers: dict[int, str] | None = None) -> Path:
+    """A folder with `tiny_mc` (multiple choice) and `tiny_gen` (generate_until) over one JSONL file.
+
+    Args:
+        answers: doc index -> the generation answer to use instead of `answer` (so exact match can hit).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "docs.jsonl"
+    docs = [{**d, "answer": (answers or {}).get(i, d["answer"])} for i, d in enumerate(DOCS)]
+    data.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    mc = _task("tiny_mc", data, output_type="multiple_choice", doc_to_target="label", doc_to_choice="choices",
+               metric_list=[{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+                            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}])
+    gen = _task("tiny_gen", data, output_type="generate_until", doc_to_target="answer",
+                generation_kwargs={"until": ["\n"], "max_gen_toks": 4, "do_sample": False},
+                metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}])
+    (folder / "tiny_mc.yaml").write_text(yaml.safe_dump(mc))
+    (folder / "tiny_gen.yaml").write_text(yaml.safe_dump(gen))
+    return folder
