@@ -12,7 +12,7 @@ import html
 
 from retain.report import sections as sec
 from retain.report.plots import Plot
-from retain.report.summary import (DASH, PENDING, ReportData, TaskInfo, budget_text, change, fmt_ci, fmt_delta,
+from retain.report.summary import (DASH, PENDING, ReportData, TaskInfo, budget_text, change, fmt_ci, fmt_delta, gain,
                                    fmt_value, violations)
 
 CSS = """
@@ -162,7 +162,7 @@ def _cell(run: dict, task: TaskInfo, scale: float) -> str:
         return f'<td class="cell" {attrs}>{DASH}</td>'
     delta = float(c["delta"])
     over = task.name in violations(run)
-    bg, light = _colour(delta, scale, task.no_skill)
+    bg, light = _colour(gain(c), scale, task.no_skill)  # red is worse: a lower-is-better metric's rise
     cls = "cell" + (" sig" if c.get("significant") else "") + (" over" if over else "") \
         + (" muted" if task.no_skill else "")
     style = f"background:{bg}" + (";color:#fff" if light else "")

@@ -18,7 +18,7 @@ from matplotlib.colors import FuncNorm, LinearSegmentedColormap, to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from retain.report.summary import (ReportData, TaskInfo, change, fmt_delta, fmt_value, is_checkpoint, is_wise,
+from retain.report.summary import (ReportData, TaskInfo, change, fmt_delta, fmt_value, gain, is_checkpoint, is_wise,
                                    path_label, path_position, score,
                                    violations)
 
@@ -108,7 +108,7 @@ def heatmap_png(data: ReportData) -> bytes | None:
     scale = data.delta_scale()
     fig = Figure(figsize=(1.55 * len(tasks) + 2.2, 0.48 * len(runs) + 1.3))
     ax = fig.add_subplot()
-    grid = [[(c or {}).get("delta") for c in (change(r, t.name) for t in tasks)] for r in runs]
+    grid = [[gain(c) for c in (change(r, t.name) for t in tasks)] for r in runs]  # colour: red is worse
     masked = [[float("nan") if v is None else v for v in row] for row in grid]
     # |delta| ** 0.6 like the HTML cells: small changes stay visible without large ones saturating
     norm = FuncNorm((_spread, _unspread), vmin=-scale, vmax=scale)
@@ -240,10 +240,11 @@ def task_png(data: ReportData, task: TaskInfo) -> bytes:
                error_kw={"lw": 1, "ecolor": "#333"}, hatch="///" if over else None,
                edgecolor=RED if over else "none", lw=1.4 if over else 0)
         delta = (change(run, task.name) or {}).get("delta")
+        better = gain(change(run, task.name)) or 0
         top = ci[1] if ci else value
         tops.append(top)
         ax.annotate(fmt_delta(delta), (i, top), xytext=(0, 3), textcoords="offset points", ha="center",
-                    fontsize=7.5, color=RED if (delta or 0) < 0 else GREEN if (delta or 0) > 0 else "#555")
+                    fontsize=7.5, color=RED if better < 0 else GREEN if better > 0 else "#555")
     if task.base_value is not None:
         if task.base_ci:
             ax.axhspan(*task.base_ci, color="#000", alpha=0.06, lw=0)

@@ -171,6 +171,14 @@ def change(run: dict, task: str) -> dict | None:
     return c if isinstance(c, dict) else None
 
 
+def gain(c: dict | None) -> float | None:
+    """A change signed so that positive is better (a lower-is-better metric's delta negated): colours."""
+    if not c or not isinstance(c.get("delta"), (int, float)):
+        return None
+    g = c.get("gain")
+    return float(g) if isinstance(g, (int, float)) else float(c["delta"])
+
+
 def score(run: dict, task: TaskInfo) -> tuple[float | None, tuple[float, float] | None]:
     """A run's primary-metric value on a task and its 95% CI."""
     s = ((run.get("scores") or {}).get(task.name) or {}).get(task.primary) or {}
@@ -329,7 +337,12 @@ def _base_to_run(run: dict, target: TaskInfo | None) -> str:
 
 def _worst(run: dict) -> str:
     """The run's worst budget violation as "toy-ner −0.412 vs allowed −0.050"."""
-    vs = sorted(violations(run).values(), key=lambda v: (v.get("delta") or 0) - (v.get("allowed") or 0))
+    def worse_first(v: dict) -> float:  # `excess` is direction-free (lower-is-better metrics too)
+        if isinstance(v.get("excess"), (int, float)):
+            return -v["excess"]
+        return (v.get("delta") or 0) - (v.get("allowed") or 0)
+
+    vs = sorted(violations(run).values(), key=worse_first)
     if not vs:
         return "no violation recorded"
     v = vs[0]

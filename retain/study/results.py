@@ -35,8 +35,9 @@ def _run_entry(study, base: dict, record: dict, budgets: dict[str, float], skill
         "model": record["model"], "base_weights_unchanged": record.get("base_weights_unchanged"),
         "scores": {n: r.metrics for n, r in results.items()},
         "change": changes,
-        "target_gain": changes[target]["delta"],
-        "mean_protected_change": (sum(changes[n]["delta"] for n in protected) / len(protected)) if protected else 0.0,
+        # gains: deltas signed so that positive is better (a perplexity task's NLL falling)
+        "target_gain": changes[target]["gain"],
+        "mean_protected_change": (sum(changes[n]["gain"] for n in protected) / len(protected)) if protected else 0.0,
         "cost": record["cost"], "forgotten": forgotten, "forgotten_counts": counts,
     }
     run["within_budget"], run["budget_violations"] = verdict.budget_check(run, budgets, skilled)

@@ -3,6 +3,9 @@
 The recommended run is the best on the target among runs whose every protected drop stays within
 budget (protected tasks the base lacks are not counted). When none fits, the closest run is the one
 whose worst overshoot of the budget is smallest, and the verdict says by how much.
+
+A drop is a change for the worse: a fall of a higher-is-better metric, a rise of a lower-is-better one
+(a perplexity task's NLL). Each change's `gain` (see `retain.study.compare.change`) says which.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ def budget_check(run: dict, budgets: dict[str, float], skilled: set[str]) -> tup
     for task, allowed in budgets.items():
         if task not in skilled or task not in run.get("change", {}):
             continue
-        delta = run["change"][task]["delta"]
-        if delta < -allowed - 1e-12:
-            violations.append({"task": task, "delta": delta, "allowed": -allowed, "excess": -allowed - delta})
+        c = run["change"][task]
+        delta, up = c["delta"], c.get("higher_is_better", True)
+        gain = c.get("gain", delta)
+        if gain < -allowed - 1e-12:  # `allowed` in the metric's own direction: -0.05 accuracy, +0.05 nats
+            violations.append({"task": task, "delta": delta, "allowed": -allowed if up else allowed,
+                               "excess": -allowed - gain})
     return not violations, violations
 
 
