@@ -55,7 +55,7 @@ def print_summary(doc: dict, out: Path, console: Console) -> None:
     Read through the report's own view of the results (`retain.report.summary.load`), so the table and
     the report never disagree.
     """
-    from retain.report.summary import change, load
+    from retain.report.summary import change, gain, load
 
     data = load(doc)
     tasks = data.tasks  # the target first
@@ -80,8 +80,9 @@ def print_summary(doc: dict, out: Path, console: Console) -> None:
                 cells.append("-")
                 continue
             mark = "*" if c.get("significant") else " "
-            style = ("red" if c["delta"] < 0 and c.get("significant") else
-                     "green" if c["delta"] > 0 and c.get("significant") else "")
+            better = gain(c) or 0  # red is worse: the rise of a lower-is-better metric too
+            style = ("red" if better < 0 and c.get("significant") else
+                     "green" if better > 0 and c.get("significant") else "")
             text = f"{c['delta']:+.3f}{mark}"
             cells.append(f"[{style}]{text}[/{style}]" if style else text)
         train_s = (run.get("cost") or {}).get("train_seconds")
