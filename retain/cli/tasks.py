@@ -29,3 +29,7 @@ def tasks_command() -> None:
         fam.add_row(name)
     console.print(fam)
     console.print("User tasks: pass a task .yaml file (see docs/tasks.md).")
+    console.print("lm-evaluation-harness tasks: lm-eval:TASK or lm-eval:TASK@SHOTS (pip install 'retain[lm-eval]'; "
+                  "local task YAMLs with --lm-eval-include DIR).", markup=False)
+    console.print("Perplexity (per-token NLL, lower is better): perplexity:PATH (a .txt or a file with a text "
+                  "field) or perplexity:TASK (a task's reference texts).", markup=False)

@@ -146,3 +146,17 @@ def test_retain_eval_console_script_matches_lm_eval(harness, tiny_llama_dir, tmp
                      env_extra={"PYTHONPATH": str(stub.parent)})
     assert missing.returncode == 2
     assert "retain[lm-eval]" in one_error_line(missing)
+
+
+def test_a_seq2seq_model_equals_lm_eval_too(tiny_t5_dir, harness):
+    from retain.models.loading import load_model
+
+    folder, _ = harness
+    t5 = load_model(str(tiny_t5_dir), device="cpu")
+    ref = _simple(t5, folder, ["tiny_mc"])
+    result = evaluate_task(t5, get_task("lm-eval:tiny_mc", [folder]), EvalSettings(n_boot=50))
+    samples = {s["doc_id"]: s for s in ref["samples"]["tiny_mc"]}
+    # equal up to float noise: the encoder batches differ (retain's batch size 16, the reference's 4)
+    for got, i in zip(result.choice_logprobs, sorted(samples)):
+        assert got == pytest.approx([r[0] for r in samples[i]["filtered_resps"]], rel=1e-5)
+    assert result.scores.per_example["acc"].tolist() == [float(samples[i]["acc"]) for i in sorted(samples)]
