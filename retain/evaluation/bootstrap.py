@@ -32,7 +32,13 @@ def _counts(n: int, n_boot: int, seed: int) -> np.ndarray:
 
 def _resampled(scores: Scores, names, counts: np.ndarray) -> dict[str, np.ndarray]:
     """Output name -> ``(n_boot,)`` aggregate over each resample."""
-    return {name: scores.aggregate(name, counts @ scores.stats[name]) for name in names}
+    out = {}
+    for name in names:
+        if name in scores.corpus:  # corpus-level (BLEU): the task's own aggregation over each resample's items
+            out[name] = np.array([scores.corpus_value(name, row) for row in counts])
+        else:
+            out[name] = scores.aggregate(name, counts @ scores.stats[name])
+    return out
 
 
 def _percentiles(values: np.ndarray, level: float) -> list[float]:

@@ -8,12 +8,14 @@ filters and metrics; `log_samples` gives those per-document scores, which become
 - ``stats``: output -> one statistics row per example (`retain.evaluation.measured`: ``[value]`` for a
   mean metric, ``[ll, weight]`` for a weighted perplexity), so bootstrap intervals, paired comparisons
   and forgotten examples come from the same code as every other task;
+- ``corpus``: for a corpus-level metric (BLEU, chrF, TER), lm-eval's per-document items, which its own
+  aggregation turns into the value on all documents and on each bootstrap resample;
 - ``predictions``: the chosen option (multiple choice, with ``choice_logprobs``) or the filtered answer.
 
 lm-eval's own request cache is never used (`cache_requests=False`, no `use_cache`): its key ignores
 the model, and retain's evaluation cache, keyed on the model fingerprint, holds these outputs.
-A metric whose aggregation is not additive (BLEU, corpus F1) cannot be resampled per example and is
-left out, with a warning; a task left with no metric is an error.
+A metric whose aggregation lm-eval cannot name (a custom function), or whose direction disagrees with
+retain's, is left out with a warning; a task left with no metric is an error.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 from typing import Callable
 
 from retain.errors import UserError
-from retain.evaluation.measured import AGGREGATION
+from retain.evaluation.measured import AGGREGATION, lm_eval_aggregation
 from retain.evaluation.metrics import higher_is_better
 from retain.evaluation.settings import EvalSettings
 from retain.models.formatting import uses_chat_template
@@ -43,20 +45,45 @@ def harness_model(lm: LoadedModel, batch_size: int):
                     backend="seq2seq" if lm.is_seq2seq else "causal")
 
 
-def _outputs_of(leaf) -> list[tuple[str, str, str]]:
-    """(output name, metric, filter) of every additive metric of one lm-eval task, in its own order."""
+def _outputs_of(leaf) -> list[tuple[str, str, str, str | None]]:
+    """(output, metric, filter, corpus aggregation or None) of every metric retain can resample, in order."""
     aggregation, better = leaf.aggregation(), leaf.higher_is_better()
     out = []
     filters = [f.name for f in leaf._filters] or ["none"]
     for metric in leaf._metric_fn_list:
         fn = aggregation.get(metric)
-        wanted = AGGREGATION.get(metric, "mean")
-        if getattr(fn, "__name__", None) != wanted or bool(better.get(metric, True)) != higher_is_better("lm-eval", metric):
-            log.warning("lm-eval task %s: metric %s (aggregation %s) is not a per-example %s and is left out",
-                        leaf.config.task, metric, getattr(fn, "__name__", fn), wanted)
+        name = getattr(fn, "__name__", None)
+        corpus = None
+        if name != AGGREGATION.get(metric, "mean"):
+            known = metric not in AGGREGATION and name not in ("mean", None) and _registered(name) is fn
+            if not known:
+                log.warning("lm-eval task %s: metric %s (aggregation %s) is left out: retain cannot resample it",
+                            leaf.config.task, metric, name or fn)
+                continue
+            corpus = name
+        if bool(better.get(metric, True)) != higher_is_better("lm-eval", metric):
+            log.warning("lm-eval task %s: metric %s is left out: its direction (higher_is_better=%s) is not "
+                        "the one retain knows for that name", leaf.config.task, metric, better.get(metric))
             continue
-        out += [(metric if f == "none" else f"{metric},{f}", metric, f) for f in filters]
+        out += [(metric if f == "none" else f"{metric},{f}", metric, f, corpus) for f in filters]
     return out
+
+
+def _registered(name: str):
+    try:
+        return lm_eval_aggregation(name)
+    except (KeyError, ValueError, AttributeError):
+        return None
+
+
+def _plain(value):
+    """A per-document item as JSON holds it (tuples as lists, numpy scalars as numbers): cached and fresh
+    outputs are then the same."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
 
 
 def _stats_row(value) -> list[float]:
@@ -88,7 +115,7 @@ def run(lm: LoadedModel, task: LmEvalTask, examples: list[Example], settings: Ev
     from lm_eval import evaluator
 
     task_dict, samples = task.selection(examples)
-    outputs: list[tuple[str, str, str]] = []
+    outputs: list[tuple[str, str, str, str | None]] = []
     for leaf in task_dict["tasks"].values():
         leaf.set_config(key="num_fewshot", value=k)
         leaf.set_fewshot_seed(seed=settings.fewshot_seed)
@@ -110,22 +137,29 @@ def run(lm: LoadedModel, task: LmEvalTask, examples: list[Example], settings: Ev
     for leaf_name, logged in result["samples"].items():
         for sample in logged:
             by_doc[(leaf_name, int(sample["doc_id"]), sample.get("filter", "none"))] = sample
-    stats = {name: [] for name, _, _ in outputs}
+    stats = {name: [] for name, _, _, corpus in outputs if corpus is None}
+    items = {name: [] for name, _, _, corpus in outputs if corpus is not None}
     predictions, choice_logprobs = [], []
     first_filter = outputs[0][2]
     for ex in examples:
         leaf, doc = ex.fields["task"], ex.fields["doc_id"]
-        for name, metric, filt in outputs:
+        for name, metric, filt, corpus in outputs:
             sample = by_doc.get((leaf, doc, filt))
             if sample is None or metric not in sample:
                 raise UserError(f"task {task.name}: lm-eval returned no {name} for document {ex.id}")
-            stats[name].append(_stats_row(sample[metric]))
+            if corpus is None:
+                stats[name].append(_stats_row(sample[metric]))
+            else:
+                items[name].append(_plain(sample[metric]))
         pred, logprobs = _prediction(ex, by_doc[(leaf, doc, first_filter)], task.output_type)
         predictions.append(pred)
         choice_logprobs.append(logprobs)
     if progress:
         progress(len(examples))
     entry = {"predictions": predictions, "stats": stats, "primary": outputs[0][0]}
+    if items:
+        entry["corpus"] = {name: {"aggregation": corpus, "items": items[name]}
+                           for name, _, _, corpus in outputs if corpus is not None}
     if task.output_type == "multiple_choice":
         entry["choice_logprobs"] = choice_logprobs
     return entry

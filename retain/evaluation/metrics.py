@@ -45,6 +45,7 @@ class _Family:
     compute: Compute | None  # None: measured by the model (`scores_from_stats`), not computed from text
     lower_is_better: frozenset[str] = frozenset()
     open_outputs: bool = False  # outputs are named per task (lm-eval metrics); unlisted ones are means
+    corpus: Callable[[str], Callable[[list], float]] | None = None  # aggregation name -> function of items
 
     def aggregate_of(self, output: str) -> Aggregate:
         if output in self.aggregates:
@@ -89,17 +90,21 @@ def register_metric(name: str, outputs: Sequence[str], primary: str,
 
 
 def register_measured(name: str, outputs: Sequence[str], primary: str, aggregates: dict[str, Aggregate] | None = None,
-                      lower_is_better: Sequence[str] = (), open_outputs: bool = False) -> None:
-    """Register a family whose per-example statistics the model measures (see `scores_from_stats`).
+                      lower_is_better: Sequence[str] = (), open_outputs: bool = False,
+                      corpus: Callable[[str], Callable[[list], float]] | None = None) -> None:
+    """Register a family whose per-example statistics the model measures (`retain.evaluation.measured`).
 
     Args:
         open_outputs: the outputs are named per task (lm-eval's metric names); `outputs` and
             `aggregates` then list the known ones and any other is a mean with statistics ``(value, 1)``.
+        corpus: resolves an aggregation name to a function of per-example items, for corpus-level
+            outputs (`Scores.corpus`).
     """
     if name in _FAMILIES:
         raise ValueError(f"metric {name!r} registered twice")
     aggs = {out: (aggregates or {}).get(out, _mean) for out in outputs}
-    _FAMILIES[name] = _Family(name, tuple(outputs), primary, aggs, None, frozenset(lower_is_better), open_outputs)
+    _FAMILIES[name] = _Family(name, tuple(outputs), primary, aggs, None, frozenset(lower_is_better), open_outputs,
+                              corpus)
 
 
 def higher_is_better(metric: str, output: str) -> bool:
@@ -111,27 +116,6 @@ def higher_is_better(metric: str, output: str) -> bool:
 def computed_from_text(metric: str) -> bool:
     """Whether `score(metric, predictions, references)` can score text (False for measured families)."""
     return _family(metric).compute is not None
-
-
-def scores_from_stats(metric: str, ids: Sequence[str], stats: dict[str, Sequence], primary: str) -> Scores:
-    """`Scores` of a measured family from stored per-example statistics.
-
-    Args:
-        stats: output -> per-example rows (``[value]``, ``[value, 1]`` or the family's own ``(n, k)``).
-        primary: the output reported as the score.
-
-    The display value per example is the output's aggregate over that example alone.
-    """
-    fam = _family(metric)
-    ids = [str(i) for i in ids]
-    arrays: dict[str, np.ndarray] = {}
-    for name, rows in stats.items():
-        a = np.asarray(rows, dtype=np.float64).reshape(len(ids), -1)
-        arrays[name] = np.concatenate([a, np.ones_like(a)], axis=1) if a.shape[1] == 1 else a
-    if primary not in arrays:
-        raise ValueError(f"primary output {primary!r} is not among {sorted(arrays)}")
-    per = {name: np.asarray(fam.aggregate_of(name)(a), dtype=np.float64) for name, a in arrays.items()}
-    return Scores(metric=metric, primary=primary, ids=ids, stats=arrays, per_example=per)
 
 
 def _family(metric: str) -> _Family:
@@ -167,6 +151,9 @@ class Scores:
         stats: output name -> ``(n, k)`` float64 per-example additive statistics.
         per_example: output name -> ``(n,)`` per-example value, for display (for `entity_f1`, the
             example's own F1, precision or recall).
+        corpus: output name -> ``{"aggregation": NAME, "items": [one per example]}`` for a corpus-level
+            output (lm-eval's BLEU) that is no function of summed statistics: its value is the family's
+            aggregation NAME applied to the items (resampled items in a bootstrap); its `stats` are zeros.
     """
 
     metric: str
@@ -174,6 +161,7 @@ class Scores:
     ids: list[str]
     stats: dict[str, np.ndarray]
     per_example: dict[str, np.ndarray] = field(default_factory=dict)
+    corpus: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self):
         n = len(self.ids)
@@ -190,7 +178,16 @@ class Scores:
 
     def value(self, name: str) -> float:
         """The output `name` aggregated over all examples."""
+        if name in self.corpus:
+            return self.corpus_value(name)
         return float(self.aggregate(name, self.stats[name].sum(axis=0)))
+
+    def corpus_value(self, name: str, counts: Sequence[int] | None = None) -> float:
+        """A corpus-level output over every example, or over a resample (`counts`: draws per example)."""
+        spec = self.corpus[name]
+        items = spec["items"] if counts is None else \
+            [item for item, c in zip(spec["items"], counts) for _ in range(int(c))]
+        return float(_family(self.metric).corpus(spec["aggregation"])(items))
 
     def subset(self, idx) -> "Scores":
         """The scores of the examples at positions `idx` (indices or a boolean mask)."""
@@ -205,6 +202,7 @@ class Scores:
             ids=[self.ids[i] for i in idx],
             stats={k: v[idx] for k, v in self.stats.items()},
             per_example={k: v[idx] for k, v in self.per_example.items()},
+            corpus={k: {**c, "items": [c["items"][i] for i in idx]} for k, c in self.corpus.items()},
         )
 
     def to_dict(self) -> dict:
@@ -215,6 +213,7 @@ class Scores:
             "ids": list(self.ids),
             "stats": {k: v.tolist() for k, v in self.stats.items()},
             "per_example": {k: v.tolist() for k, v in self.per_example.items()},
+            **({"corpus": self.corpus} if self.corpus else {}),
         }
 
     @classmethod
@@ -227,6 +226,7 @@ class Scores:
             stats={k: np.asarray(v, dtype=np.float64).reshape(len(data["ids"]), -1)
                    for k, v in data["stats"].items()},
             per_example={k: np.asarray(v, dtype=np.float64) for k, v in data["per_example"].items()},
+            corpus=dict(data.get("corpus") or {}),
         )
 
 

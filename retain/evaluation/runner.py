@@ -25,8 +25,8 @@ from retain.errors import UserError
 from retain.evaluation import engine
 from retain.evaluation.bootstrap import summarize
 from retain.evaluation.cache import EvalCache
-from retain.evaluation import measured  # noqa: F401  (registers the perplexity and lm-eval metric families)
-from retain.evaluation.metrics import Scores, computed_from_text, score, scores_from_stats
+from retain.evaluation.measured import scores_from_stats  # (importing it registers the measured families)
+from retain.evaluation.metrics import Scores, computed_from_text, score
 from retain.evaluation.settings import EvalSettings
 from retain.models.loading import LoadedModel
 from retain.tasks.base import Example, Task
@@ -93,8 +93,11 @@ class TaskResult:
         if self.truncated is not None:
             out["truncated"] = self.truncated
         if not computed_from_text(self.scores.metric):  # measured: the statistics are the outputs
-            out["stats"] = {k: v.tolist() for k, v in self.scores.stats.items()}
+            corpus = self.scores.corpus
+            out["stats"] = {k: v.tolist() for k, v in self.scores.stats.items() if k not in corpus}
             out["primary"] = self.scores.primary
+            if corpus:
+                out["corpus"] = corpus
         return out
 
     def to_json(self) -> dict:
@@ -252,7 +255,7 @@ def result_from_outputs(task: Task, examples: list[Example], outputs: dict, sett
     """
     ids = [ex.id for ex in examples]
     if "stats" in outputs:  # measured by the model (perplexity, lm-eval), not scored from text
-        scores = scores_from_stats(task.metric, ids, outputs["stats"], outputs["primary"])
+        scores = scores_from_stats(task.metric, ids, outputs["stats"], outputs["primary"], outputs.get("corpus"))
     else:
         scores = score(task.metric, outputs["predictions"], [list(ex.references) for ex in examples], ids=ids)
     result = TaskResult(task=task, examples=examples, predictions=list(outputs["predictions"]), scores=scores,

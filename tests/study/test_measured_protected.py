@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from retain.evaluation.metrics import scores_from_stats
+from retain.evaluation.measured import scores_from_stats
 from retain.evaluation.runner import TaskResult
 from retain.study import compare, verdict
 from retain.tasks import get_task

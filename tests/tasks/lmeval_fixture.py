@@ -23,7 +23,8 @@ def _task(name: str, data: Path, **config) -> dict:
 
 
 def write_tasks(folder: Path, answers: dict[int, str] | None = None) -> Path:
-    """A folder with `tiny_mc` (multiple choice) and `tiny_gen` (generate_until) over one JSONL file.
+    """A folder with `tiny_mc` (multiple choice), `tiny_gen` (generate_until, exact match) and `tiny_bleu`
+    (the same generations scored by corpus-level BLEU and TER) over one JSONL file.
 
     Args:
         answers: doc index -> the generation answer to use instead of `answer` (so exact match can hit).
@@ -38,6 +39,10 @@ def write_tasks(folder: Path, answers: dict[int, str] | None = None) -> Path:
     gen = _task("tiny_gen", data, output_type="generate_until", doc_to_target="answer",
                 generation_kwargs={"until": ["\n"], "max_gen_toks": 4, "do_sample": False},
                 metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}])
+    bleu = {**gen, "task": "tiny_bleu",
+            "metric_list": [{"metric": "bleu", "aggregation": "bleu", "higher_is_better": True},
+                            {"metric": "ter", "aggregation": "ter", "higher_is_better": False}]}
+    (folder / "tiny_bleu.yaml").write_text(yaml.safe_dump(bleu))
     (folder / "tiny_mc.yaml").write_text(yaml.safe_dump(mc))
     (folder / "tiny_gen.yaml").write_text(yaml.safe_dump(gen))
     return folder

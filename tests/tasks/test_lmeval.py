@@ -49,7 +49,7 @@ def harness(lm, tmp_path_factory):
     probe = _simple(lm, write_tasks(root / "probe"), ["tiny_gen"])
     said = {s["doc_id"]: s["filtered_resps"][0] for s in probe["samples"]["tiny_gen"]}
     folder = write_tasks(root / "tasks", answers={i: said[i] for i in MATCHED})
-    return folder, _simple(lm, folder, ["tiny_mc", "tiny_gen"])
+    return folder, _simple(lm, folder, ["tiny_mc", "tiny_gen", "tiny_bleu"])
 
 
 @pytest.mark.parametrize("name,metrics", [("tiny_mc", ("acc", "acc_norm")), ("tiny_gen", ("exact_match",))])
@@ -69,6 +69,29 @@ def test_per_example_scores_equal_lm_evals_samples(lm, harness, name, metrics):
     else:
         assert result.predictions == [samples[i]["filtered_resps"][0] for i in sorted(samples)]
         assert result.scores.value("exact_match") == pytest.approx(len(MATCHED) / len(samples))
+
+
+def test_corpus_level_bleu_is_lm_evals_own_aggregation_on_every_resample(lm, harness):
+    from retain.evaluation.bootstrap import paired_bootstrap
+    from retain.evaluation.runner import result_from_outputs
+
+    folder, ref = harness
+    task = get_task("lm-eval:tiny_bleu", [folder])
+    settings = EvalSettings(n_boot=50)
+    result = evaluate_task(lm, task, settings)
+    assert set(result.scores.corpus) == {"bleu", "ter"} and result.scores.primary == "bleu"
+    for m in ("bleu", "ter"):
+        assert result.scores.value(m) == pytest.approx(ref["results"]["tiny_bleu"][f"{m},none"], rel=1e-9)
+    assert 0 < result.scores.value("bleu") < 100  # two of six answers are the model's own
+    lo, hi = result.metrics["bleu"]["ci95"]
+    assert lo <= hi and lo < result.scores.value("bleu")
+    # rebuilt from stored outputs (a study's result.json, the cache): the same scores
+    again = result_from_outputs(task, result.examples, json.loads(json.dumps(result.outputs())), settings)
+    assert again.metrics == result.metrics
+    assert paired_bootstrap(result.scores, again.scores, "bleu", n_boot=50)["delta"] == 0
+    from retain.evaluation.metrics import higher_is_better
+
+    assert higher_is_better("lm-eval", "ter") is False
 
 
 def test_few_shot_equals_lm_eval_with_the_same_shots(lm, harness):
