@@ -1,7 +1,9 @@
 """Run an `lm-eval:` task through lm-evaluation-harness's Python API on the model already in memory.
 
 retain's `LoadedModel` (its weights, adapter, tokenizer) is wrapped in lm-eval's `HFLM`, so nothing is
-loaded twice and a study's base and runs are evaluated without reloading. lm-eval builds the prompts
+loaded twice and a study's base and runs are evaluated without reloading. By default the prompts are
+lm-eval's own (no chat template unless `chat` is `on`; its default few-shot seed), so the scores equal
+those of an lm-eval run on the same model. lm-eval builds the prompts
 (few-shot context, chat template), runs its requests and scores every document with the task's
 filters and metrics; `log_samples` gives those per-document scores, which become retain's outputs:
 
@@ -33,6 +35,7 @@ from retain.tasks.base import Example
 from retain.tasks.lmeval import LmEvalTask, quiet, require_lm_eval
 
 log = logging.getLogger(__name__)
+FEWSHOT_SEED = 1234  # lm-eval's default few-shot seed; retain's --fewshot-seed S draws with 1234 + S
 
 
 def harness_model(lm: LoadedModel, batch_size: int):
@@ -109,7 +112,7 @@ def run(lm: LoadedModel, task: LmEvalTask, examples: list[Example], settings: Ev
     """Evaluate `examples` of `task` with lm-eval; returns retain's outputs (see the module docstring).
 
     Args:
-        k: shots per prompt (lm-eval draws them, seeded by `settings.fewshot_seed`).
+        k: shots per prompt (lm-eval draws them, seeded by `FEWSHOT_SEED + settings.fewshot_seed`).
     """
     require_lm_eval()
     from lm_eval import evaluator
@@ -118,11 +121,12 @@ def run(lm: LoadedModel, task: LmEvalTask, examples: list[Example], settings: Ev
     outputs: list[tuple[str, str, str, str | None]] = []
     for leaf in task_dict["tasks"].values():
         leaf.set_config(key="num_fewshot", value=k)
-        leaf.set_fewshot_seed(seed=settings.fewshot_seed)
+        leaf.set_fewshot_seed(seed=FEWSHOT_SEED + settings.fewshot_seed)
         outputs += [o for o in _outputs_of(leaf) if o not in outputs]
     if not outputs:
         raise UserError(f"task {task.name}: none of its metrics is a per-example score retain can resample")
-    chat = uses_chat_template(lm.tokenizer, lm.is_seq2seq, settings.chat)
+    # lm-eval's defaults, so scores match its own runs: no chat template unless asked (`chat: on`)
+    chat = settings.chat == "on" and uses_chat_template(lm.tokenizer, lm.is_seq2seq, settings.chat)
     model = harness_model(lm, settings.batch_size)
     try:
         with quiet(), lm.autocast_context():

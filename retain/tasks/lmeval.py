@@ -149,6 +149,8 @@ def _example(leaf, name: str, doc_id: int, doc, prefix: str) -> Example:
         label = gold if isinstance(gold, int) else choices.index(gold) if gold in choices else None
         answer = choices[label] if label is not None and 0 <= label < len(choices) else _text(gold)
         return Example(ex_id, prompt, answer, choices=choices, label=label, fields=fields)
+    if leaf.OUTPUT_TYPE == "loglikelihood_rolling":  # the scored text is the target: show it as the document
+        prompt = prompt or _text(target)
     refs = tuple(_text(t) for t in target) if isinstance(target, list) else (_text(target),)
     return Example(ex_id, prompt, refs[0] if refs else "", references=refs or ("",), fields=fields)
 
@@ -189,7 +191,7 @@ def lm_eval_task(spec: str, include: Sequence[str | Path] = ()) -> LmEvalTask:
     versions = sorted({str(leaf.VERSION) for leaf in leaves.values()})
     gen = (first.config.generation_kwargs or {}) if first.OUTPUT_TYPE == "generate_until" else {}
     return LmEvalTask(
-        name=f"{PREFIX}:{spec.strip()}", family=f"{PREFIX}:{name}", version=f"1/{'+'.join(versions)}",
+        name=f"{PREFIX}:{spec.strip()}", family=f"{PREFIX}:{name}", version=f"2/{'+'.join(versions)}",
         kind="lm-eval", metric="lm-eval", prompt_template=_text(first.config.doc_to_text),
         max_new_tokens=int(gen.get("max_gen_toks", 256)), splits=(HARNESS_SPLIT,), loader=loader,
         description=f"lm-evaluation-harness {lm_eval.__version__}: {name} ({len(leaves)} task"

@@ -24,7 +24,8 @@ def _task(name: str, data: Path, **config) -> dict:
 
 def write_tasks(folder: Path, answers: dict[int, str] | None = None) -> Path:
     """A folder with `tiny_mc` (multiple choice), `tiny_gen` (generate_until, exact match) and `tiny_bleu`
-    (the same generations scored by corpus-level BLEU and TER) over one JSONL file.
+    (the same generations scored by corpus-level BLEU and TER) and `tiny_rolling` (the rolling
+    log-likelihood of each question with its answer) over one JSONL file.
 
     Args:
         answers: doc index -> the generation answer to use instead of `answer` (so exact match can hit).
@@ -43,6 +44,13 @@ def write_tasks(folder: Path, answers: dict[int, str] | None = None) -> Path:
             "metric_list": [{"metric": "bleu", "aggregation": "bleu", "higher_is_better": True},
                             {"metric": "ter", "aggregation": "ter", "higher_is_better": False}]}
     (folder / "tiny_bleu.yaml").write_text(yaml.safe_dump(bleu))
+    rolling = _task("tiny_rolling", data, output_type="loglikelihood_rolling", doc_to_text="",
+                    doc_to_target="{{question}} {{answer}}.",
+                    metric_list=[{"metric": m, "aggregation": a, "higher_is_better": False}
+                                 for m, a in (("word_perplexity", "weighted_perplexity"),
+                                              ("byte_perplexity", "weighted_perplexity"),
+                                              ("bits_per_byte", "bits_per_byte"))])
+    (folder / "tiny_rolling.yaml").write_text(yaml.safe_dump(rolling))
     (folder / "tiny_mc.yaml").write_text(yaml.safe_dump(mc))
     (folder / "tiny_gen.yaml").write_text(yaml.safe_dump(gen))
     return folder

@@ -30,7 +30,7 @@ def _simple(lm, folder, names, k=None):
     from lm_eval.tasks import TaskManager
 
     harness = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=4)
-    return simple_evaluate(model=harness, tasks=list(names), num_fewshot=k, fewshot_random_seed=0,
+    return simple_evaluate(model=harness, tasks=list(names), num_fewshot=k,  # lm-eval's default seeds
                            task_manager=TaskManager(include_path=str(folder), include_defaults=False),
                            log_samples=True, bootstrap_iters=0)
 
@@ -49,7 +49,7 @@ def harness(lm, tmp_path_factory):
     probe = _simple(lm, write_tasks(root / "probe"), ["tiny_gen"])
     said = {s["doc_id"]: s["filtered_resps"][0] for s in probe["samples"]["tiny_gen"]}
     folder = write_tasks(root / "tasks", answers={i: said[i] for i in MATCHED})
-    return folder, _simple(lm, folder, ["tiny_mc", "tiny_gen", "tiny_bleu"])
+    return folder, _simple(lm, folder, ["tiny_mc", "tiny_gen", "tiny_bleu", "tiny_rolling"])
 
 
 @pytest.mark.parametrize("name,metrics", [("tiny_mc", ("acc", "acc_norm")), ("tiny_gen", ("exact_match",))])
@@ -92,6 +92,19 @@ def test_corpus_level_bleu_is_lm_evals_own_aggregation_on_every_resample(lm, har
     from retain.evaluation.metrics import higher_is_better
 
     assert higher_is_better("lm-eval", "ter") is False
+
+
+def test_rolling_perplexities_are_lm_evals_and_lower_is_better(lm, harness):
+    from retain.evaluation.metrics import higher_is_better
+
+    folder, ref = harness
+    result = evaluate_task(lm, get_task("lm-eval:tiny_rolling", [folder]), EvalSettings(n_boot=50))
+    assert result.scores.primary == "word_perplexity"
+    for m in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
+        assert result.scores.value(m) == pytest.approx(ref["results"]["tiny_rolling"][f"{m},none"], rel=1e-9)
+        assert higher_is_better("lm-eval", m) is False
+    samples = sorted(ref["samples"]["tiny_rolling"], key=lambda s: s["doc_id"])
+    assert result.scores.stats["word_perplexity"].tolist() == [list(s["word_perplexity"]) for s in samples]
 
 
 def test_few_shot_equals_lm_eval_with_the_same_shots(lm, harness):
