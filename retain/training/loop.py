@@ -235,47 +235,17 @@ def train(model: str, target, method: TrainingMethod, settings: TrainSettings | 
     args = training_arguments(settings, ckpt_dir, settings.learning_rate or method.learning_rate(), precision,
                               device, has_eval=eval_ds is not None, checkpointing=checkpointing)
     jsonl = JsonlLogger(log_path)
-    extra_cbs = [cb for cb in (tensorboard_callback(out_dir / "tensorboard"),) if cb is not None]
-    if not extra_cbs:
-        log.warning("tensorboard is not installed: logging to %s only", log_path)
-    if precision != "fp16":
-        extra_cbs.append(NonFiniteGradGuard())
     keep = KeepAt(out_dir, settings.keep_at, lm.tokenizer, use_cache) if settings.keep_at else None
-    if keep is not None:
-        extra_cbs.append(keep)
-    if packed_row:
-        collator = PackingCollator(lm.tokenizer.pad_token_id, packed_row, attention_span(lm.model.config))
-    else:
-        collator = Collator(lm.tokenizer.pad_token_id,
-                            decoder_start_id=_decoder_start(trained) if lm.is_seq2seq else None,
-                            pad_to_multiple_of=8 if device.type == "cuda" else None)
     trainer = RetainTrainer(model=trained, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                            data_collator=collator, processing_class=lm.tokenizer,
-                            callbacks=[jsonl, *extra_cbs, *(callbacks or [])],
+                            data_collator=_collator(lm, trained, packed_row, device), processing_class=lm.tokenizer,
+                            callbacks=[jsonl, *_callbacks(out_dir, precision, keep), *(callbacks or [])],
                             shift_labels=not lm.is_seq2seq, penalty=penalty)
     if not settings.progress:
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
     md.reset_peak_memory(device)
-    t0 = time.perf_counter()
-    try:
-        output = trainer.train(resume_from_checkpoint=str(last) if last else None)
-    except NonFiniteLoss as e:
-        jsonl.write({"step": e.step, "event": "stopped", "reason": str(e)})
-        raise
-    except Exception as e:  # noqa: BLE001  (re-raised unless memory ran out)
-        if not is_out_of_memory(e):
-            raise
-        step = trainer.state.global_step
-        jsonl.write({"step": step, "event": "stopped", "reason": "out of memory"})
-        raise UserError(
-            f"out of memory at step {step + 1} (batch_size {settings.batch_size}, max length "
-            f"{settings.max_seq_length or settings.max_source_length} tokens): lower batch_size (with "
-            "grad_accum to keep the effective batch), max_source_length or max_seq_length, "
-            "or turn on gradient_checkpointing; LoRA needs less memory than full fine-tuning. Rerun to "
-            "resume from the last checkpoint", str(out_dir)) from None
-    train_seconds = time.perf_counter() - t0
+    output, train_seconds = _fit(trainer, jsonl, last, settings, out_dir)
     eval_loss = _final_eval_loss(trainer) if eval_ds is not None else None
     peak = md.peak_memory(device)
 
@@ -336,6 +306,47 @@ def train(model: str, target, method: TrainingMethod, settings: TrainSettings | 
     md.write_metadata(out_dir, meta)
     _release(trainer)
     return TrainResult(out_dir, model_path, meta["adapter_path"], meta)
+
+
+def _callbacks(out_dir: Path, precision: str, keep: KeepAt | None) -> list:
+    """The loop's own callbacks besides the JSONL log: TensorBoard, the non-finite gradient guard, KeepAt."""
+    cbs = [cb for cb in (tensorboard_callback(out_dir / "tensorboard"),) if cb is not None]
+    if not cbs:
+        log.warning("tensorboard is not installed: logging to %s only", out_dir / LOG)
+    if precision != "fp16":  # fp16's grad scaler skips non-finite steps itself
+        cbs.append(NonFiniteGradGuard())
+    return [*cbs, keep] if keep is not None else cbs
+
+
+def _collator(lm, trained, packed_row: int | None, device: torch.device):
+    """Packed rows for a decoder-only model with packing, else dynamic padding (to 8s on a GPU)."""
+    if packed_row:
+        return PackingCollator(lm.tokenizer.pad_token_id, packed_row, attention_span(lm.model.config))
+    return Collator(lm.tokenizer.pad_token_id, decoder_start_id=_decoder_start(trained) if lm.is_seq2seq else None,
+                    pad_to_multiple_of=8 if device.type == "cuda" else None)
+
+
+def _fit(trainer, jsonl: JsonlLogger, last: Path | None, settings: TrainSettings, out_dir: Path):
+    """(trainer output, seconds): train from `last` (or the start); a stop is logged, and running out
+    of memory is a UserError saying what to lower."""
+    t0 = time.perf_counter()
+    try:
+        output = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    except NonFiniteLoss as e:
+        jsonl.write({"step": e.step, "event": "stopped", "reason": str(e)})
+        raise
+    except Exception as e:  # noqa: BLE001  (re-raised unless memory ran out)
+        if not is_out_of_memory(e):
+            raise
+        step = trainer.state.global_step
+        jsonl.write({"step": step, "event": "stopped", "reason": "out of memory"})
+        raise UserError(
+            f"out of memory at step {step + 1} (batch_size {settings.batch_size}, max length "
+            f"{settings.max_seq_length or settings.max_source_length} tokens): lower batch_size (with "
+            "grad_accum to keep the effective batch), max_source_length or max_seq_length, "
+            "or turn on gradient_checkpointing; LoRA needs less memory than full fine-tuning. Rerun to "
+            "resume from the last checkpoint", str(out_dir)) from None
+    return output, time.perf_counter() - t0
 
 
 def _release(trainer) -> None:
