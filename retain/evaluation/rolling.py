@@ -6,6 +6,11 @@ conditioned on; a text longer than the model's context is cut into windows that 
 `context` tokens from the `context` tokens before them (lm-eval's `get_rolling_token_windows` with
 `context_len=1`). Windows of every text are batched together, longest first, right-padded.
 
+An encoder-decoder model reads each window's context (the prefix token, then the tokens before the
+window that it does not predict) in its encoder and is scored on the window's tokens as decoder labels,
+as lm-eval's HFLM scores seq2seq models. Texts are tokenised without special tokens (the same as
+HFLM with `add_bos_token=False`).
+
 A document's result is ``(nll, tokens)``: its summed negative log-likelihood in nats and the number
 of tokens scored, the statistics of the `perplexity` metric family (`retain.evaluation.measured`).
 """
@@ -50,10 +55,8 @@ def loglikelihood_rolling(lm: LoadedModel, texts: Sequence[str], batch_size: int
         context: the most tokens one forward pass sees (default: the model's `max_position_embeddings`).
 
     Raises:
-        UserError: an encoder-decoder model (perplexity tasks score decoder-only models).
+        UserError: a tokenizer with neither a BOS nor an EOS token.
     """
-    if lm.is_seq2seq:
-        raise UserError("perplexity tasks need a decoder-only model; this one is encoder-decoder")
     tok = lm.tokenizer
     context = context or context_length(lm) or DEFAULT_CONTEXT
     prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
@@ -72,19 +75,29 @@ def loglikelihood_rolling(lm: LoadedModel, texts: Sequence[str], batch_size: int
         progress(sum(1 for n in left.values() if n == 0))
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i][1]))
 
-    def run(batch: list[int]) -> None:
-        inputs = [rows[i][1][:-1] for i in batch]
-        ids, mask = _pad(inputs, tok.pad_token_id if tok.pad_token_id is not None else 0, left=False)
-        ids, mask = ids.to(lm.device), mask.to(lm.device)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+
+    def forward(batch: list[int]) -> tuple[torch.Tensor, list[int]]:
+        """Log-probabilities of a batch and, per row, where its scored positions end."""
+        if lm.is_seq2seq:  # encoder: the context; decoder: the window's tokens as labels
+            ids, mask = _pad([rows[i][1][:len(rows[i][1]) - rows[i][2]] for i in batch], pad, left=False)
+            labels, _ = _pad([rows[i][1][len(rows[i][1]) - rows[i][2]:] for i in batch], -100, left=False)
+            with _precision(lm), torch.no_grad():
+                logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
+                                  labels=labels.to(lm.device)).logits.float()
+            return torch.log_softmax(logits, dim=-1), [rows[i][2] for i in batch]
+        ids, mask = _pad([rows[i][1][:-1] for i in batch], pad, left=False)
         with _precision(lm), torch.no_grad():
-            logits = lm.model(input_ids=ids, attention_mask=mask).logits.float()
-        logprobs = torch.log_softmax(logits, dim=-1)
+            logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits.float()
+        return torch.log_softmax(logits, dim=-1), [len(rows[i][1]) - 1 for i in batch]
+
+    def run(batch: list[int]) -> None:
+        logprobs, ends = forward(batch)
         finished = 0
         for r, i in enumerate(batch):
             doc, seq, n = rows[i]
-            length = len(seq) - 1
-            targets = torch.tensor(seq[length - n + 1:], device=lm.device)
-            picked = logprobs[r, length - n:length].gather(-1, targets[:, None])
+            targets = torch.tensor(seq[len(seq) - n:], device=lm.device)
+            picked = logprobs[r, ends[r] - n:ends[r]].gather(-1, targets[:, None])
             nll[doc] -= float(picked.sum())
             left[doc] -= 1
             finished += left[doc] == 0

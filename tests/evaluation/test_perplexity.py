@@ -102,14 +102,36 @@ def test_a_tasks_reference_texts():
     assert task.splits == qa.splits
 
 
-def test_bad_input_is_one_line(tmp_path, tiny_t5_dir):
+def test_bad_input_is_one_line(tmp_path):
     with pytest.raises(UserError, match="file not found"):
         get_task(f"perplexity:{tmp_path / 'missing.txt'}")
     bad = tmp_path / "test.jsonl"
     bad.write_text('{"body": "no text field"}\n')
     with pytest.raises(UserError, match="no text field"):
         get_task(f"perplexity:{bad}").examples()
+
+
+def test_seq2seq_decoder_scores_the_text_after_the_prefix_in_the_encoder(tiny_t5_dir):
     from retain.models.loading import load_model
 
-    with pytest.raises(UserError, match="decoder-only"):
-        loglikelihood_rolling(load_model(str(tiny_t5_dir), device="cpu"), TEXTS)
+    t5 = load_model(str(tiny_t5_dir), device="cpu")
+    tok = t5.tokenizer
+    prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    got = loglikelihood_rolling(t5, TEXTS, batch_size=3)
+    for (nll, n), text in zip(got, TEXTS):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = t5.model(input_ids=torch.tensor([[prefix]]), labels=torch.tensor([ids])).logits[0].double()
+        ref = -float(torch.log_softmax(logits, -1)[torch.arange(len(ids)), ids].sum())
+        assert n == len(ids) and nll == pytest.approx(ref, rel=1e-5)
+    pytest.importorskip("lm_eval", reason="the lm-eval extra is not installed")
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    # windows of 5 tokens: lm-eval's seq2seq rolling (the encoder reads what the window does not predict)
+    harness = HFLM(pretrained=t5.model, tokenizer=tok, batch_size=2, max_length=5, add_bos_token=False,
+                   backend="seq2seq")
+    theirs = harness.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (t,), i)
+                                            for i, t in enumerate(TEXTS)], disable_tqdm=True)
+    ours = loglikelihood_rolling(t5, TEXTS, batch_size=4, context=5)
+    assert [-nll for nll, _ in ours] == pytest.approx(theirs, rel=1e-5)
