@@ -22,6 +22,7 @@ retain's, is left out with a warning; a task left with no metric is an error.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Callable
 
@@ -44,8 +45,12 @@ def harness_model(lm: LoadedModel, batch_size: int):
     from lm_eval.models.huggingface import HFLM
 
     with quiet():
-        return HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size,
-                    backend="seq2seq" if lm.is_seq2seq else "causal")
+        model = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size,
+                     backend="seq2seq" if lm.is_seq2seq else "causal")
+    # retain draws the progress bar: lm-eval's own request bars off (the evaluator calls these by name)
+    for request_type in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+        setattr(model, request_type, functools.partial(getattr(model, request_type), disable_tqdm=True))
+    return model
 
 
 def _outputs_of(leaf) -> list[tuple[str, str, str, str | None]]:
