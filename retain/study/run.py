@@ -69,6 +69,8 @@ class Study:
         """Every task resolved and its data read before anything runs (bad data fails here)."""
         include = self.config.lm_eval_include
         target = get_task(self.config.target.task, include).with_max_new_tokens(self.config.target.max_new_tokens)
+        if target.kind in ("perplexity", "lm-eval"):  # measured by the model: nothing to fine-tune towards
+            raise UserError(f"target task {target.name}: a {target.kind} task can be protected, not fine-tuned on")
         if not target.has_split("train"):
             raise UserError(f"target task {target.name} has no 'train' split to fine-tune on")
         # Few-shot is per task and for evaluation only: training reads the target's zero-shot examples.

@@ -92,3 +92,13 @@ def test_a_study_protecting_an_lm_eval_and_a_perplexity_task(tiny_llama_dir, tmp
     assert np.isfinite(base["value"])
     assert (tmp_path / "out" / "report.html").is_file()
     assert get_task(mc, [tasks]).kind == "lm-eval"
+
+
+def test_a_measured_task_is_no_target(tmp_path):
+    from retain.errors import UserError
+    from retain.study.config import StudyConfig
+    from retain.study.run import Study
+
+    config = StudyConfig(name="t", model="unused", target="perplexity:toy-qa", protect=["toy-ner"], methods=["full"])
+    with pytest.raises(UserError, match="can be protected, not fine-tuned on"):
+        Study(config, tmp_path / "out", log=lambda _: None)
