@@ -1,8 +1,10 @@
 """One process per output folder: a second study refuses at once naming the holder; a killed holder
-leaves nothing that blocks."""
+leaves nothing that blocks. Claims on a shared study's jobs: one holder at a time, a dead holder taken
+over (same host: its pid; another host: its lease), a live holder's heartbeat."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -62,3 +64,70 @@ def test_a_second_study_on_one_folder_refuses_at_once(holder, tiny_t5_dir, capsy
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and f"pid {proc.pid}" in lines[0], stderr
     assert sorted(p.name for p in out.iterdir()) == before  # nothing written
+
+
+# --- claims on a shared study's jobs (retain.lock.Claim) ------------------------------------------------
+
+def _foreign(path, age: float, lease: float = 60) -> None:
+    """A claim made by a process on another machine, last touched `age` seconds ago."""
+    import json
+    import time
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"host": "another-host", "pid": 1, "since": "then", "token": "t", "lease": lease}))
+    os.utime(path, (time.time() - age, time.time() - age))
+
+
+def test_a_claim_is_held_by_one_process_at_a_time(tmp_path):
+    from retain.lock import Claim
+
+    first, second = Claim(tmp_path / "run.lock", "run"), Claim(tmp_path / "run.lock", "run")
+    assert first.take() is None
+    assert second.take()["pid"] == os.getpid()  # held (by this very process, through `first`)
+    first.release()
+    assert not (tmp_path / "run.lock").exists()
+    with second:
+        assert second.take() is None and second.took_over is None
+    assert not (tmp_path / "run.lock").exists()
+
+
+def test_a_dead_local_holder_is_taken_over_at_once(tmp_path):
+    from retain.lock import Claim
+
+    proc = subprocess.Popen([sys.executable, "-c", "from retain.lock import Claim; import sys, time; "
+                             "Claim(sys.argv[1], 'run').take(); print('held', flush=True); time.sleep(120)",
+                             str(tmp_path / "run.lock")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    claim = Claim(tmp_path / "run.lock", "run")
+    assert claim.take()["pid"] == proc.pid  # alive: held
+    proc.kill()
+    proc.wait()
+    assert claim.take() is None and f"pid {proc.pid}" in claim.took_over and "gone" in claim.took_over
+    claim.release()
+
+
+def test_another_hosts_claim_is_stale_only_after_its_lease(tmp_path):
+    from retain.lock import Claim
+
+    path = tmp_path / "run.lock"
+    _foreign(path, age=5, lease=60)
+    assert Claim(path, "run").take()["host"] == "another-host"  # pid 1 is not ours to judge: the lease is
+    _foreign(path, age=90, lease=60)
+    claim = Claim(path, "run")
+    assert claim.take() is None and "no heartbeat for 90s (lease 60s)" in claim.took_over
+    claim.release()
+
+
+def test_a_holder_keeps_its_claim_fresh(tmp_path):
+    import time
+
+    from retain.lock import Claim
+
+    path = tmp_path / "run.lock"
+    with Claim(path, "run", lease=0.5) as mine:
+        assert mine.take() is None
+        time.sleep(1.0)  # twice the lease: only the heartbeat keeps it alive
+        assert time.time() - path.stat().st_mtime < 0.5 and not mine.lost
+        # Judged from elsewhere, the claim is live.
+        holder = json.loads(path.read_text())
+        assert Claim(path, "run").stale({**holder, "host": "another-host"}, time.time() - path.stat().st_mtime) is None
