@@ -4,13 +4,17 @@ Layout of the output folder::
 
     OUT/config.yaml            the resolved study config
     OUT/runs/NAME-sSEED/       one folder per run: the training run (model or adapter, metadata,
-                               log) and `result.json` (its evaluation outputs), written last
+                               log) and `result.json` (its evaluation outputs), written last;
+                               `failed.json` instead when it failed (the error, for its key)
     OUT/base.json              the base model's evaluation outputs
     OUT/results.json           the whole study (schema: docs/results-schema.md), rewritten after
                                every finished run
     OUT/report.md, report.html, plots/
+    OUT/claims/                who runs what, when workers share the study (`retain.study.workers`)
 
-A run whose `result.json` exists with the same key (base fingerprint, method, options, training and
+The runs are those of the plan (`retain.study.plan`), in its order: one process runs them all here,
+several workers share them in `retain.study.workers`, through the same `runnable` / `execute` /
+`write_results`. A run whose `result.json` exists with the same key (base fingerprint, method, options, training and
 evaluation settings, task data) is skipped on a rerun; an interrupted training run resumes from its
 last checkpoint; evaluation outputs come from the cache. Rerunning after `kill -9` at any point
 therefore finishes with the same results as an uninterrupted study.
