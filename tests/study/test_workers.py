@@ -17,7 +17,7 @@ import yaml
 from retain.errors import UserError
 from retain.study.config import StudyConfig
 from retain.study.run import Study, run_study
-from retain.study.workers import run_one
+from retain.study.workers import run_one, run_worker
 from tests.cli.test_console_script import RETAIN, one_error_line, retain
 
 
@@ -121,3 +121,30 @@ def test_run_names_a_planned_run(setup, tiny_t5_dir):
     study = Study(StudyConfig(**config_dict(tiny_t5_dir)), root / "none", log=lambda _: None)
     with pytest.raises(UserError, match=r"--run: no run 'nosuch' in the study's plan \(runs: full, lora, full\+wise"):
         run_one(study, "nosuch")
+
+
+def test_a_failed_run_is_not_retried_by_workers_and_run_retries_it(setup, tiny_t5_dir, monkeypatch):
+    root, _, reference = setup
+    monkeypatch.setenv("RETAIN_CACHE_DIR", str(root / "cache"))
+    out, config = root / "failing", StudyConfig(**config_dict(tiny_t5_dir))
+    train_run = Study._train_run
+
+    def failing(self, entry, seed, base_fp):
+        if entry.run_name == "lora":
+            raise UserError("loss is NaN at step 1")
+        return train_run(self, entry, seed, base_fp)
+
+    with monkeypatch.context() as m:
+        m.setattr(Study, "_train_run", failing)
+        doc = run_worker(Study(config, out, log=lambda _: None), report=False)
+    assert doc["study"]["finished"]
+    assert [(r["name"], r["status"]) for r in doc["runs"]] == [("full", "done"), ("full+wise-ft-0.5", "done"),
+                                                              ("lora", "failed")]
+    assert "NaN" in doc["runs"][2]["error"]
+    assert {r.name: r.status for r in Study(config, out).plan()}["lora"] == "failed"
+    logs: list[str] = []
+    run_worker(Study(config, out, log=logs.append), report=False)  # a worker leaves the failure alone
+    assert not any("training" in line for line in logs), logs
+    doc = run_one(Study(config, out, log=lambda _: None), "lora", report=False)  # --run tries it again
+    assert not (out / "runs" / "lora-s0" / "failed.json").exists()
+    assert without_timings(doc) == without_timings(reference)
