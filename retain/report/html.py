@@ -132,7 +132,7 @@ def _base(data: ReportData) -> list[str]:
     for t in data.tasks:
         skill = ('<span class="bad-text">at chance</span>' if t.no_skill
                  else "yes" if t.has_skill else DASH if t.has_skill is None else "no")
-        budget = esc(budget_text(t.budget)) if t.role == "protected" else DASH
+        budget = esc(budget_text(t.budget, t.higher_is_better)) if t.role == "protected" else DASH
         rows.append(f"<tr><th><code>{esc(t.name)}</code></th><td>{esc(t.role)}</td><td>{esc(t.primary)}</td>"
                     f"<td>{fmt_value(t.base_value)}</td><td>{esc(fmt_ci(t.base_ci))}</td>"
                     f"<td>{esc(t.n) if t.n is not None else DASH}</td><td>{budget}</td><td>{skill}</td></tr>")
@@ -184,7 +184,8 @@ def _matrix(data: ReportData) -> list[str]:
         return ["<p>No runs.</p>"]
     scale = data.delta_scale()
     head = ["run"] + [f"<code>{esc(t.name)}</code><span class=\"sub\">{esc(t.primary)} \u00b7 "
-                      f"{'at chance' if t.no_skill else esc(t.role)}</span>" for t in data.tasks]
+                      f"{'at chance' if t.no_skill else esc(t.role)}"
+                      f"{'' if t.higher_is_better else ' · lower is better'}</span>" for t in data.tasks]
     head += ["mean protected", "budget"]
     rows = []
     for r in data.runs:

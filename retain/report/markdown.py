@@ -87,7 +87,7 @@ def render(data: ReportData, plots: list[Plot]) -> str:
 def _base(data: ReportData) -> list[str]:
     out = ["## Base model", ""]
     rows = [[code(t.name), text(t.role), text(t.primary), fmt_value(t.base_value), fmt_ci(t.base_ci),
-             str(t.n) if t.n is not None else DASH, budget_text(t.budget) if t.role == "protected" else DASH,
+             str(t.n) if t.n is not None else DASH, budget_text(t.budget, t.higher_is_better) if t.role == "protected" else DASH,
              "at chance" if t.no_skill else ("yes" if t.has_skill else DASH if t.has_skill is None else "no")]
             for t in data.tasks]
     out += _table(["task", "role", "metric", "base", "95% CI", "n", "budget", "skill"], rows, "lllrrrll")
@@ -113,7 +113,8 @@ def _cell(run: dict, task_name: str, no_skill: bool) -> str:
 def _matrix(data: ReportData) -> list[str]:
     if not data.runs:
         return ["No runs.", ""]
-    head = ["run"] + [f"{code(t.name)} ({text(t.role)}{', at chance' if t.no_skill else ''})" for t in data.tasks]
+    head = ["run"] + [f"{code(t.name)} ({text(t.role)}{', at chance' if t.no_skill else ''}"
+                      f"{'' if t.higher_is_better else ', lower is better'})" for t in data.tasks]
     head += ["mean protected", "budget"]
     rows = []
     for r in data.runs:

@@ -14,7 +14,8 @@ from retain.report.summary import (DASH, PENDING, ReportData, TaskInfo, fmt_coun
 
 MATRIX_NOTE = ("Change of each task's primary metric versus the base model, on the same examples, with "
                "its paired-bootstrap 95% CI. Red is a drop, green a gain; the stronger the colour, the "
-               "larger the change.")
+               "larger the change. Where lower is better (a perplexity task's nll) a rise is the drop, and "
+               "the mean protected change counts it as one.")
 MATRIX_LEGEND = ("* significant (95% CI excludes 0).  \u2717 over the forgetting budget.  "
                  "\u2605 on the Pareto front.  Italic / grey: the base is at chance on that task.")
 TRADEOFF_NOTE = ("Each point is a run: right is less forgetting, up is more target gain. The Pareto front "

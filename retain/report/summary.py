@@ -36,6 +36,7 @@ class TaskInfo:
     has_skill: bool | None
     chance: float | None
     skill_note: str | None
+    higher_is_better: bool = True  # False: a rise of the metric is the drop (a perplexity task's nll)
 
     @property
     def no_skill(self) -> bool:
@@ -151,7 +152,8 @@ def _tasks(doc: dict, runs: list[dict]) -> list[TaskInfo]:
             name=name, role=role, metric=spec.get("metric") or primary, primary=primary, n=spec.get("n"),
             budget=spec.get("budget"), base_value=score.get("value", skill.get("value")),
             base_ci=tuple(ci) if ci else None, has_skill=skill.get("has_skill"),
-            chance=skill.get("chance"), skill_note=skill.get("note")))
+            chance=skill.get("chance"), skill_note=skill.get("note"),
+            higher_is_better=spec.get("higher_is_better") is not False))
     infos.sort(key=lambda t: t.role != "target")  # stable: target first, then the declared order
     return infos
 
@@ -221,11 +223,11 @@ def path_label(run: dict, name: str) -> str:
     return name
 
 
-def budget_text(budget: dict | None) -> str:
+def budget_text(budget: dict | None, higher_is_better: bool = True) -> str:
     if not budget or budget.get("max_drop") is None:
         return DASH
-    drop = float(budget["max_drop"])
-    return f"drop \u2264 {drop * 100:g}% of base" if budget.get("relative") else f"drop \u2264 {drop:.3f}"
+    drop, word = float(budget["max_drop"]), "drop" if higher_is_better else "rise"
+    return f"{word} \u2264 {drop * 100:g}% of base" if budget.get("relative") else f"{word} \u2264 {drop:.3f}"
 
 
 # --- number formatting -------------------------------------------------------------------------

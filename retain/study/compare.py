@@ -27,18 +27,19 @@ def _better_up(result: TaskResult) -> bool:
     return higher_is_better(result.scores.metric, result.scores.primary)
 
 
-def _chance(base: TaskResult) -> tuple[float | None, str]:
-    """The constant-answer baseline and what it answers; None: the metric has none (a perplexity)."""
+def _chance(base: TaskResult) -> tuple[float | None, str, str]:
+    """The chance baseline, its name and how it answers; None: the metric has none (a perplexity)."""
     if computed_from_text(base.task.metric):
         refs = [list(ex.references) for ex in base.examples]
         constant = Counter(ex.target for ex in base.examples).most_common(1)[0][0]
         return score(base.task.metric, [constant] * len(refs), refs).value(base.scores.primary), \
-            f"answering {constant!r} every time"
+            "constant-answer baseline", f"answering {constant!r} every time"
     if not _better_up(base):
-        return None, ""
+        return None, "", ""
     if all(ex.choices for ex in base.examples):  # lm-eval multiple choice: a uniform guess
-        return float(np.mean([1 / len(ex.choices) for ex in base.examples])), "guessing uniformly"
-    return 0.0, "scoring nothing"
+        return float(np.mean([1 / len(ex.choices) for ex in base.examples])), "uniform-guess baseline", \
+            "picking an option at random"
+    return 0.0, "zero baseline", "scoring nothing"
 
 
 def skill(base: TaskResult, n_boot: int, seed: int) -> dict:
@@ -49,16 +50,16 @@ def skill(base: TaskResult, n_boot: int, seed: int) -> dict:
     has the skill when the lower end of its 95% CI is above that baseline.
     """
     primary = base.scores.primary
-    chance, constant = _chance(base)
+    chance, baseline, constant = _chance(base)
     value = base.scores.value(primary)
     if chance is None:
         return {"has_skill": True, "chance": None, "value": float(value),
-                "note": f"{primary} {value:.3f}: a lower-is-better score has no constant-answer baseline"}
+                "note": f"{primary} {value:.3f}: a lower-is-better score has no chance baseline"}
     low, _ = confidence_interval(base.scores, primary, n_boot=n_boot, seed=seed)
     has = bool(low > chance)
-    note = (f"{primary} {value:.3f} (95% CI from {low:.3f}) is above the constant-answer baseline {chance:.3f}"
+    note = (f"{primary} {value:.3f} (95% CI from {low:.3f}) is above the {baseline} {chance:.3f}"
             if has else
-            f"{primary} {value:.3f} is not clearly above the constant-answer baseline {chance:.3f} "
+            f"{primary} {value:.3f} is not clearly above the {baseline} {chance:.3f} "
             f"({constant}): the base lacks this skill, so forgetting here means nothing")
     return {"has_skill": has, "chance": float(chance), "value": float(value), "note": note}
 

@@ -8,6 +8,7 @@ Schema: docs/results-schema.md (`retain.study/1`).
 from __future__ import annotations
 
 from retain import __version__
+from retain.evaluation.metrics import higher_is_better
 from retain.report.schema import SCHEMA
 from retain.study import compare, verdict
 
@@ -54,6 +55,7 @@ def assemble(study, base: dict, skills: dict, records: list[dict], failed: list[
     for n, st in study.tasks.items():
         primary = base[n].scores.primary
         entry = {"role": st.role, "metric": st.task.metric, "primary": primary, "n": len(base[n].examples),
+                 "higher_is_better": higher_is_better(base[n].scores.metric, primary),
                  "kind": st.task.kind, "fewshot": base[n].fewshot, "truncated": base[n].truncated}
         if st.role == "protected":
             max_drop = st.tolerance if st.tolerance is not None else cfg.budget.max_drop
