@@ -176,6 +176,10 @@ def lm_eval_task(spec: str, include: Sequence[str | Path] = ()) -> LmEvalTask:
     if not leaves:
         raise UserError(f"lm-eval task {name!r} has no tasks to evaluate")
     first = next(iter(leaves.values()))
+    kinds = {(leaf.OUTPUT_TYPE, tuple(leaf._metric_fn_list)) for leaf in leaves.values()}
+    if len(kinds) > 1:  # one retain task has one set of metrics: MMLU's subjects share theirs
+        raise UserError(f"lm-eval group {name!r} mixes request kinds or metrics ({len(kinds)} different); "
+                        f"protect its tasks one by one: {', '.join(sorted(leaves))}")
     k = int(match["k"]) if match["k"] is not None else (first.get_config("num_fewshot") or 0)
     prefixed = len(leaves) > 1 or name not in leaves
 

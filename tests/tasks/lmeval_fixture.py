@@ -52,5 +52,11 @@ def write_tasks(folder: Path, answers: dict[int, str] | None = None) -> Path:
                                               ("bits_per_byte", "bits_per_byte"))])
     (folder / "tiny_rolling.yaml").write_text(yaml.safe_dump(rolling))
     (folder / "tiny_mc.yaml").write_text(yaml.safe_dump(mc))
+    # a group of two multiple-choice tasks (as MMLU groups its subjects), and one that mixes kinds
+    (folder / "tiny_mc2.yaml").write_text(yaml.safe_dump({**mc, "task": "tiny_mc2", "doc_to_text": "{{question}}"}))
+    (folder / "tiny_group.yaml").write_text(yaml.safe_dump(
+        {"group": "tiny_group", "task": ["tiny_mc", "tiny_mc2"],
+         "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}]}))
+    (folder / "tiny_mixed.yaml").write_text(yaml.safe_dump({"group": "tiny_mixed", "task": ["tiny_mc", "tiny_gen"]}))
     (folder / "tiny_gen.yaml").write_text(yaml.safe_dump(gen))
     return folder

@@ -107,6 +107,24 @@ def test_rolling_perplexities_are_lm_evals_and_lower_is_better(lm, harness):
     assert result.scores.stats["word_perplexity"].tolist() == [list(s["word_perplexity"]) for s in samples]
 
 
+def test_a_group_is_flattened_into_its_tasks_documents(lm, harness):
+    folder, _ = harness
+    ref = _simple(lm, folder, ["tiny_group"])
+    task = get_task("lm-eval:tiny_group", [folder])
+    result = evaluate_task(lm, task, EvalSettings(n_boot=50))
+    n = len(ref["samples"]["tiny_mc"])
+    assert [ex.id for ex in result.examples] == [f"tiny_mc/{i}" for i in range(n)] + [f"tiny_mc2/{i}" for i in range(n)]
+    want = [float(s["acc"]) for leaf in ("tiny_mc", "tiny_mc2")
+            for s in sorted(ref["samples"][leaf], key=lambda s: s["doc_id"])]
+    assert result.scores.per_example["acc"].tolist() == want
+    assert result.scores.value("acc") == pytest.approx(ref["results"]["tiny_group"]["acc,none"], abs=1e-12)
+    part = evaluate_task(lm, task, EvalSettings(n_boot=50, limit=n + 2))  # all of tiny_mc, two of tiny_mc2
+    assert part.scores.ids[-2:] == ["tiny_mc2/0", "tiny_mc2/1"]
+    assert part.scores.per_example["acc"].tolist() == want[:n + 2]
+    with pytest.raises(UserError, match="mixes request kinds or metrics"):
+        get_task("lm-eval:tiny_mixed", [folder])
+
+
 def test_few_shot_equals_lm_eval_with_the_same_shots(lm, harness):
     folder, _ = harness
     ref = _simple(lm, folder, ["tiny_mc"], k=2)
