@@ -177,6 +177,11 @@ class Claim:
             return f"no heartbeat for {age:.0f}s (lease {lease:g}s)"
         return None
 
+    def holder(self) -> tuple[dict | None, str | None] | None:
+        """(holder record, why it is stale or None when live), or None when nobody holds the claim."""
+        found = self._read()
+        return None if found is None else (found[0], self.stale(*found))
+
     # --- taking and giving back ----------------------------------------------------------------------
 
     def take(self) -> dict | None:

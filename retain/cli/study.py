@@ -104,14 +104,19 @@ def print_plan(config, out: Path, console: Console) -> None:
     """The plan table: every run and derived run, its kind, parent, what it takes, and whether it is done."""
     from retain.study.plan import study_plan
     from retain.study.run import Study
+    from retain.study.workers import claimed
 
-    rows = study_plan(Study(config, out, log=lambda _: None))
+    study = Study(config, out, log=lambda _: None)
+    rows = study_plan(study)
+    running = claimed(study, rows)  # runs that workers hold (docs/scale-out.md)
     table = Table(title=escape(f"{config.name}: {len(rows)} runs in {out}"))
     for col in ("run", "kind", "parent", "seed", "what", "status"):
         table.add_column(col, no_wrap=col == "run")
     for r in rows:
         status = {"done": "[green]done[/green]", "changed": "[yellow]changed: runs again[/yellow]",
                   "failed": "[red]failed[/red]"}.get(r.status, r.status)
+        if (r.name, r.seed) in running:
+            status = escape(running[(r.name, r.seed)])
         table.add_row(escape(r.name), r.kind, escape(r.parent or "-"), str(r.seed), escape(r.detail), status)
     console.print(table)
     done = sum(r.status == "done" for r in rows)

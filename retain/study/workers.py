@@ -66,6 +66,19 @@ def _fresh(study: Study, row):
     return next((r for r in study.plan() if (r.name, r.seed) == (row.name, row.seed)), None)
 
 
+def claimed(study: Study, rows) -> dict[tuple[str, int], str]:
+    """Who holds each claimed run of plan `rows` that is not done, for `--plan`: {(name, seed): text}."""
+    found = {}
+    for r in rows:
+        claim = _claim(study, f"{r.name}-s{r.seed}", r.label, CLAIM_LEASE)
+        if r.status == "done" or (held := claim.holder()) is None:
+            continue
+        holder, why = held
+        found[(r.name, r.seed)] = (f"running: {describe(holder or {})}" if why is None
+                                   else f"claim left by {describe(holder or {})}: {why}; the next worker takes it over")
+    return found
+
+
 def _finish(study: Study, doc: dict, report: bool) -> dict:
     if report and doc["study"]["finished"]:
         from retain.report import render_report

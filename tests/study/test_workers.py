@@ -17,7 +17,7 @@ import yaml
 from retain.errors import UserError
 from retain.study.config import StudyConfig
 from retain.study.run import Study, run_study
-from retain.study.workers import run_one, run_worker
+from retain.study.workers import claimed, run_one, run_worker
 from tests.cli.test_console_script import RETAIN, one_error_line, retain
 
 
@@ -100,6 +100,9 @@ def test_a_killed_workers_run_is_taken_over(setup):
         first.kill()
         first.communicate()
     assert json.loads(lock.read_text())["pid"] == first.pid  # the dead worker's claim is still there
+    study = Study(StudyConfig(**yaml.safe_load(cfg.read_text())), out)
+    left = claimed(study, study.plan())  # what --plan shows
+    assert list(left) == [("full", 0)] and f"pid {first.pid}" in left[("full", 0)] and "gone" in left[("full", 0)]
     res = retain("study", cfg, "--out", out, "--worker", env_extra={"RETAIN_CACHE_DIR": str(root / "cache")})
     assert res.returncode == 0, res.stderr
     assert f"full (seed 0): taking over from pid {first.pid}" in res.stdout, res.stdout
