@@ -160,8 +160,8 @@ def study_command(
     doc = run_with_progress(cfg, out, console, worker=worker, run=run, lease=lease)
     if not doc["study"]["finished"]:
         left = sum(r.get("status") == "pending" for r in doc["runs"])
-        console.print(f"{left} {'run' if left == 1 else 'runs'} not done here (other workers hold them, or they "
-                      f"wait for a failed or held parent); `retain report {out}` shows what is done",
+        console.print(f"{left} {'run' if left == 1 else 'runs'} not done yet: other workers hold "
+                      f"{'it' if left == 1 else 'them'}; `retain report {out}` shows what is done",
                       markup=False, highlight=False)
         return
     print_summary(doc, out, console)
