@@ -160,8 +160,9 @@ def study_command(
     doc = run_with_progress(cfg, out, console, worker=worker, run=run, lease=lease)
     if not doc["study"]["finished"]:
         left = sum(r.get("status") == "pending" for r in doc["runs"])
-        console.print(f"{left} {'run' if left == 1 else 'runs'} not done yet: other workers hold "
-                      f"{'it' if left == 1 else 'them'}; `retain report {out}` shows what is done",
+        runs, them = ("run", "it") if left == 1 else ("runs", "them")
+        why = f"other workers hold {them}" if worker else f"run {them} with --run NAME or --worker"
+        console.print(f"{left} {runs} of the study not done yet ({why}); `retain report {out}` shows what is done",
                       markup=False, highlight=False)
         return
     print_summary(doc, out, console)
