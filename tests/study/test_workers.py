@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -88,6 +89,9 @@ def test_three_workers_finish_one_study_as_one_process_would(setup):
 def test_a_killed_workers_run_is_taken_over(setup):
     root, cfg, reference = setup
     out = root / "killed"
+    # lora is done already (a copy of the single process's run, as a copied study folder would be):
+    # the workers here train full only.
+    shutil.copytree(root / "single" / "runs" / "lora-s0", out / "runs" / "lora-s0")
     lock = out / "claims" / "full-s0.lock"
     first = worker(cfg, out)
     try:
@@ -130,6 +134,7 @@ def test_a_failed_run_is_not_retried_by_workers_and_run_retries_it(setup, tiny_t
     root, _, reference = setup
     monkeypatch.setenv("RETAIN_CACHE_DIR", str(root / "cache"))
     out, config = root / "failing", StudyConfig(**config_dict(tiny_t5_dir))
+    shutil.copytree(root / "single" / "runs" / "full-s0", out / "runs" / "full-s0")  # done: only lora runs
     train_run = Study._train_run
 
     def failing(self, entry, seed, base_fp):
