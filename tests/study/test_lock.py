@@ -131,3 +131,17 @@ def test_a_holder_keeps_its_claim_fresh(tmp_path):
         # Judged from elsewhere, the claim is live.
         holder = json.loads(path.read_text())
         assert Claim(path, "run").stale({**holder, "host": "another-host"}, time.time() - path.stat().st_mtime) is None
+
+
+def test_workers_share_the_folder_lock_and_a_plain_study_is_refused(tmp_path):
+    out = tmp_path / "out"
+    first, second = FolderLock(out, "worker 1", shared=True), FolderLock(out, "worker 2", shared=True)
+    first.acquire()
+    second.acquire()  # workers together
+    with pytest.raises(UserError, match="in use by"):
+        FolderLock(out, "plain study").acquire()
+    first.release()
+    second.release()
+    with FolderLock(out, "plain study"):
+        with pytest.raises(UserError, match="plain study"):
+            FolderLock(out, "worker 3", shared=True).acquire()
