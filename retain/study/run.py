@@ -353,7 +353,10 @@ class Study:
             elif r.parent is None or status.get((r.parent, r.seed)) != "failed":
                 pending.append({"name": r.name, "method": r.method, "seed": r.seed, "parent": r.parent,
                                 "status": "pending", "error": None})
-        doc = assemble(self, self.base_results, self.skills, records, failed, self.created, not pending, pending)
+        # The first results.json names when the study began, whichever process wrote it (workers).
+        previous = self.out / "results.json"
+        created = read_json(previous)["study"]["created"] if previous.is_file() else self.created
+        doc = assemble(self, self.base_results, self.skills, records, failed, created, not pending, pending)
         atomic_write_json(self.out / "results.json", doc)
         return doc
 
