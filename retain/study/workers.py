@@ -97,7 +97,7 @@ def run_worker(study: Study, lease: float = CLAIM_LEASE, poll: float = POLL_SECO
         report: render the report when the study is finished.
 
     Returns:
-        The results document as this worker last wrote it (`study.finished` says whether all is done).
+        The results document as this worker last wrote it (`doc["study"]["finished"]`: all is done).
     """
     study.load_base()
     with FolderLock(study.out, shared=True):
