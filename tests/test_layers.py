@@ -1,5 +1,5 @@
 """The package's layers point one way: __main__ -> cli -> demo -> study -> methods -> training / evaluation / report
--> models / tasks -> config / io / lock -> errors. A module never imports a higher layer, not even inside
+-> models / tasks -> config / io / lock / distributed -> errors. A module never imports a higher layer, not even inside
 a function, and packages of one layer do not import each other."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "retain"
 
 LAYERS = {
     "retain.errors": 0,
-    "retain.config": 1, "retain.io": 1, "retain.lock": 1,
+    "retain.config": 1, "retain.io": 1, "retain.lock": 1, "retain.distributed": 1,
     "retain.models": 2, "retain.tasks": 2,
     "retain.training": 3, "retain.evaluation": 3, "retain.report": 3,
     "retain.methods": 4,

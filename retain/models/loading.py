@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from retain.distributed import launched, local_rank
 from retain.errors import UserError, one_line
 from retain.models.checks import (ADAPTER_SAFETENSORS, check_adapter_folder, check_local_folder, check_vocabulary,
                                   describe_load_error, hub_unreachable, read_config)
@@ -88,14 +89,20 @@ class LoadedModel:
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """`auto` picks cuda, then mps, then cpu."""
+    """`auto` picks cuda, then mps, then cpu.
+
+    In a launch of several processes (torchrun, accelerate launch), `auto` and `cuda` mean this
+    process's own GPU, `cuda:LOCAL_RANK`.
+    """
+    if device == "cuda" and launched():
+        return torch.device("cuda", local_rank())
     if device != "auto":
         try:
             return torch.device(device)
         except RuntimeError:
             raise UserError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)") from None
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", local_rank()) if launched() else torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
