@@ -5,6 +5,9 @@ models kept at chosen points of training (`keep_at`).
 norm, validation loss, ...) with the optimizer step, epoch and wall-clock time. Lines are appended
 and flushed as they come, so a killed run keeps its log; on resume, lines past the checkpoint's step
 are dropped first (they describe steps that will be redone).
+
+With several processes (torchrun, accelerate launch) only the main one writes the log and the kept
+models; every process sees the same logged values (the Trainer averages them across processes).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from retain.distributed import from_main, is_main
 from retain.errors import UserError
 from retain.io import atomic_write_text
 from retain.training.checkpoints import last_complete_checkpoint
@@ -62,6 +66,8 @@ class JsonlLogger(TrainerCallback):
         self.path = Path(path)
 
     def write(self, record: dict) -> None:
+        if not is_main():
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(_finite(record), ensure_ascii=False) + "\n")
@@ -135,18 +141,25 @@ class KeepAt(TrainerCallback):
     The folder is written under a temporary name and renamed into place, so it is complete or absent.
     It is written at the end of the step, before that step's resumable checkpoint: a run resumed from
     a checkpoint at or after step N has step N's folder already.
+
+    Only the main process writes. When the weights are sharded across processes (FSDP, DeepSpeed
+    ZeRO-3) the training loop sets `state_dict`, which every process calls to gather them.
     """
 
     def __init__(self, out_dir: str | Path, points: list[float], tokenizer, use_cache: bool | None):
         self.out_dir, self.points, self.tokenizer, self.use_cache = Path(out_dir), points, tokenizer, use_cache
         self.steps: dict[int, float] = {}
+        self.state_dict = None  # a zero-argument callable (all processes) -> the whole state dict
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.steps = kept_steps(self.points, state.max_steps)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         step = state.global_step
-        if step not in self.steps or step_dir(self.out_dir, step).is_dir():
+        if step not in self.steps or from_main(step_dir(self.out_dir, step).is_dir):
+            return
+        whole = self.state_dict() if self.state_dict is not None else None
+        if not is_main():
             return
         final, tmp = step_dir(self.out_dir, step), self.out_dir / STEPS_DIR / f".step-{step}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -155,7 +168,10 @@ class KeepAt(TrainerCallback):
         if config is not None and self.use_cache is not None:
             config.use_cache = self.use_cache  # the Trainer turns the KV cache off; the kept model generates
         try:
-            model.save_pretrained(tmp, safe_serialization=True)
+            if whole is None:
+                model.save_pretrained(tmp, safe_serialization=True)
+            else:
+                model.save_pretrained(tmp, state_dict=whole, safe_serialization=True)
         finally:
             if config is not None and self.use_cache is not None:
                 config.use_cache = saved_use_cache

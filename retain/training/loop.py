@@ -23,6 +23,11 @@ Run directory layout::
 Decoder-only batches are packed (`retain.training.data.PackingCollator`) unless `packing` is off;
 precision `auto` is bf16 autocast where bf16 is native (`retain.models.device`). Both are recorded in
 `metadata.json` (`packing`, `padding_fraction`, `precision`).
+
+Launched as several processes (`torchrun` or `accelerate launch -m retain train`), every process runs
+this same function: the main one checks and prepares the folder first, all train together (DDP, or
+FSDP / DeepSpeed from accelerate's config), and only the main one writes the log, kept steps, model and
+metadata, which counts the tokens and examples of all processes (`retain.training.parallel`).
 """
 
 from __future__ import annotations
@@ -31,109 +36,28 @@ import datetime as dt
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from retain.distributed import broadcast, is_main, join, launched, main_first
 from retain.errors import UserError
 from retain.models.memory import activation_bytes, is_out_of_memory
-from retain.io import atomic_write_text
+from retain.training import parallel
 from retain.training import metadata as md
-from retain.training.callbacks import (STEPS_DIR, JsonlLogger, KeepAt, NonFiniteGradGuard, NonFiniteLoss,
-                                       tensorboard_available, tensorboard_callback, truncate_log)
+from retain.training.callbacks import (JsonlLogger, KeepAt, NonFiniteGradGuard, NonFiniteLoss, tensorboard_available,
+                                       tensorboard_callback)
 from retain.training.config import RunConfig, TrainSettings
 from retain.training.hooks import TrainContext, TrainingMethod
 from retain.training.data import (Collator, EncodedDataset, Encoder, PackingCollator, attention_span,
                                   packing_honoured, samples_from_examples)
 from retain.training.mixture import proportions
-from retain.training.checkpoints import checkpoint_step, resumable_checkpoint
+from retain.training.checkpoints import checkpoint_step
+from retain.training.run_folder import (LOG, TrainResult, check_existing, finished_elsewhere,
+                                        load_trained, prepare_folder)  # noqa: F401  (load_trained: re-exported)
 from retain.training.trainer import RetainTrainer, mixed_precision, training_arguments, use_checkpointing
 
 log = logging.getLogger(__name__)
-
-CONFIG = "config.yaml"
-LOG = "train_log.jsonl"
-# Settings that change how a run is executed but not what it computes: a finished or partial run
-# is reused even if they differ.
-RUNTIME_ONLY = {"progress", "num_workers", "keep_checkpoints", "device"}
-
-
-@dataclass
-class TrainResult:
-    """A finished run.
-
-    Attributes:
-        out_dir: the run directory.
-        model_path: what to pass to `load_model` as the model (out_dir for full fine-tuning, the base
-            model for adapters).
-        adapter_path: the adapter folder (out_dir) for PEFT methods, else None.
-        metadata: the content of `metadata.json`.
-        reused: True when the run was already finished and nothing was trained.
-    """
-
-    out_dir: Path
-    model_path: str
-    adapter_path: str | None
-    metadata: dict = field(repr=False)
-    reused: bool = False
-
-    def load(self, device: str = "auto", dtype: str = "auto"):
-        """The trained model as a `LoadedModel` (base + adapter for PEFT methods)."""
-        from retain.models import load_model
-
-        return load_model(self.model_path, adapter=self.adapter_path, device=device, dtype=dtype)
-
-
-def load_trained(out_dir: str | Path) -> TrainResult:
-    """The `TrainResult` of a finished run directory.
-
-    The trained weights are found in `out_dir` itself, wherever it was trained: a run folder can be
-    moved or copied (metadata.json keeps the paths it was written with; the base model of an adapter
-    is still found where it was).
-
-    Raises:
-        UserError: the directory holds no finished run.
-    """
-    out_dir = Path(out_dir)
-    meta = md.read_metadata(out_dir)
-    if meta is None:
-        raise UserError("no finished training run here (metadata.json is missing)", out_dir)
-    if meta["adapter_path"] is not None:
-        return TrainResult(out_dir, meta["model_path"], str(out_dir), meta, reused=True)
-    return TrainResult(out_dir, str(out_dir), None, meta, reused=True)
-
-
-def _comparable(config: dict) -> dict:
-    # keep_at: [] is left out, so that runs recorded before the setting existed still match.
-    settings = {k: v for k, v in config.get("settings", {}).items()
-                if k not in RUNTIME_ONLY and not (k == "keep_at" and not v)}
-    return {**config, "settings": settings}
-
-
-def _check_existing(out_dir: Path, config: RunConfig, resume: bool, replace_other: bool) -> TrainResult | None:
-    """Return the finished run in `out_dir`, or None to train; refuse (or, with `replace_other`,
-    delete) a run with another config."""
-    wanted = _comparable(config.model_dump(mode="json"))
-    meta = md.read_metadata(out_dir)
-    saved = out_dir / CONFIG
-    if meta is not None:
-        other = _comparable(meta.get("config", {})) != wanted
-    else:
-        other = resume and saved.is_file() and _comparable(RunConfig.from_yaml(saved).model_dump(mode="json")) != wanted
-    if other and replace_other:
-        log.info("%s holds a run with another config: training again", out_dir)
-        shutil.rmtree(out_dir)
-        return None
-    if meta is not None:
-        if other:
-            raise UserError("holds a finished run with a different config; choose another output folder", out_dir)
-        return load_trained(out_dir)
-    if other:
-        raise UserError("holds an unfinished run with a different config; delete it, choose another output "
-                        "folder, or pass resume=False (--no-resume) to start over", out_dir)
-    return None
-
 
 def _split(task, settings: TrainSettings):
     """(train examples, validation examples, where validation came from)."""
@@ -184,16 +108,19 @@ def train(model: str, target, method: TrainingMethod, settings: TrainSettings | 
     task = get_task(target) if isinstance(target, str) else target
     out_dir = Path(out_dir)
     config = RunConfig(model=str(model), target=task.name, method=method.describe(), settings=settings)
-    existing = _check_existing(out_dir, config, resume, replace_other)
-    if existing is not None:
-        return existing
-
     train_examples, eval_examples, eval_from = _split(task, settings)
     if not train_examples:
         raise UserError(f"task {task.name}: no training examples left after holding out validation examples")
-
     device = pick_device(settings.device)
-    if device.type == "cuda" and device.index not in (None, 0):
+    # Several processes (torchrun, accelerate launch) join here, once the input is known to be good:
+    # the main one then looks at the folder (and may delete it) before the others.
+    join(device.type)
+    with main_first():
+        existing = check_existing(out_dir, config, resume, replace_other)
+    if existing is not None:
+        return existing
+
+    if device.type == "cuda" and device.index not in (None, 0) and not launched():
         raise UserError(f"training runs on the first visible GPU; for {device} set CUDA_VISIBLE_DEVICES="
                         f"{device.index} and use device cuda")
     lm = load_model(str(model), device=settings.device, dtype="float32")
@@ -217,15 +144,10 @@ def train(model: str, target, method: TrainingMethod, settings: TrainSettings | 
     if params["trainable"] == 0:
         raise UserError(f"method {method.name}: no parameter is trainable")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / CONFIG, config.to_yaml())
     ckpt_dir, log_path = out_dir / "checkpoints", out_dir / LOG
-    last = resumable_checkpoint(ckpt_dir) if resume else None
-    if not resume:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        shutil.rmtree(out_dir / STEPS_DIR, ignore_errors=True)
-        log_path.unlink(missing_ok=True)
-    truncate_log(log_path, checkpoint_step(last) if last else 0)
+    with main_first():
+        last = prepare_folder(out_dir, config, resume) if is_main() else None
+    last = broadcast(last)  # every process resumes from the checkpoint the main one chose
 
     precision = mixed_precision(settings, device, lm.is_seq2seq)
     packed_row = _packed_row_length(settings, lm, trained)
@@ -240,6 +162,9 @@ def train(model: str, target, method: TrainingMethod, settings: TrainSettings | 
                             data_collator=_collator(lm, trained, packed_row, device), processing_class=lm.tokenizer,
                             callbacks=[jsonl, *_callbacks(out_dir, precision, keep), *(callbacks or [])],
                             shift_labels=not lm.is_seq2seq, penalty=penalty)
+    parallel.check_penalty(trainer, method.name, penalty)
+    if keep is not None and parallel.sharded(trainer):
+        keep.state_dict = lambda: parallel.full_state_dict(trainer)
     if not settings.progress:
         from transformers.trainer_callback import PrinterCallback
 
@@ -247,71 +172,83 @@ def train(model: str, target, method: TrainingMethod, settings: TrainSettings | 
     md.reset_peak_memory(device)
     output, train_seconds = _fit(trainer, jsonl, last, settings, out_dir)
     eval_loss = _final_eval_loss(trainer) if eval_ds is not None else None
-    peak = md.peak_memory(device)
+    # Steps every process takes part in: totals over processes, the whole weights of a sharded model.
+    totals = parallel.combined(trainer, train_seconds, md.peak_memory(device))
+    state_dict = parallel.full_state_dict(trainer)
+    launch = parallel.launch(trainer)
+    if not is_main():
+        _release(trainer)
+        with main_first():  # the main process saves the model and writes metadata.json
+            pass
+        return finished_elsewhere(out_dir)
 
     if use_cache is not None:
         lm.model.config.use_cache = use_cache  # the Trainer turns the KV cache off for training
-    trained.save_pretrained(out_dir, safe_serialization=True)
-    lm.tokenizer.save_pretrained(out_dir)
-    is_adapter = (out_dir / "adapter_config.json").is_file()
-    unchanged = fingerprint_state(base_tensors) == base_fp
-    extra = method.finish(trained, ctx, out_dir)
-    if not settings.keep_checkpoints:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    with main_first():
+        parallel.save_model(trained, out_dir, state_dict)
+        lm.tokenizer.save_pretrained(out_dir)
+        is_adapter = (out_dir / "adapter_config.json").is_file()
+        unchanged = fingerprint_state(base_tensors) == base_fp
+        extra = method.finish(trained, ctx, out_dir)
+        if not settings.keep_checkpoints:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
 
-    model_path = str(model) if is_adapter else str(out_dir)
-    base_dir = lm.source_dir
-    meta = {
-        "status": "finished",
-        "config": config.model_dump(mode="json"),
-        "method": method.name,
-        "model_path": model_path,
-        "adapter_path": str(out_dir) if is_adapter else None,
-        "base_model": str(model),
-        "architecture": "seq2seq" if lm.is_seq2seq else "causal",
-        "fingerprint": fingerprint_path(base_dir, out_dir) if is_adapter and base_dir else
-        (fingerprint_path(out_dir) if not is_adapter else None),
-        "base_fingerprint": base_fp,
-        "base_weights_unchanged": unchanged,
-        "seed": settings.seed,
-        "parameters": {**params, "trainable_fraction": params["trainable"] / max(params["total"], 1)},
-        "data": {"target": task.name, "train_samples": len(samples), "target_train_examples": len(train_examples),
-                 "sources": proportions(samples), "validation_examples": len(eval_examples),
-                 "validation_from": eval_from},
-        "steps": output.global_step,
-        "epochs": trainer.state.epoch,
-        "train_loss": output.training_loss,
-        "eval_loss": eval_loss,
-        "resumed_from_step": checkpoint_step(last) if last else None,
-        "kept": keep.kept() if keep is not None else [],
-        "precision": precision,
-        "gradient_checkpointing": checkpointing,
-        "device": str(device),
-        "learning_rate": args.learning_rate,
-        "effective_batch_size": settings.batch_size * settings.grad_accum,
-        "real_tokens": trainer.real_tokens,
-        "packing": {"enabled": bool(packed_row), "row_tokens": packed_row},
-        "padding_fraction": 1 - trainer.real_tokens / trainer.padded_tokens if trainer.padded_tokens else None,
-        "train_seconds": round(train_seconds, 3),
-        "tokens_per_second": trainer.real_tokens / train_seconds if train_seconds > 0 else None,
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "peak_memory": peak,
-        "tensorboard": "tensorboard" if tensorboard_available() else None,
-        "method_info": extra,
-        "versions": md.package_versions(),
-        "git_commit": md.git_commit(),
-        "machine": md.machine(),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    md.write_metadata(out_dir, meta)
+        model_path = str(model) if is_adapter else str(out_dir)
+        base_dir = lm.source_dir
+        real, padded, seconds = totals["real_tokens"], totals["padded_tokens"], totals["train_seconds"]
+        meta = {
+            "status": "finished",
+            "config": config.model_dump(mode="json"),
+            "method": method.name,
+            "model_path": model_path,
+            "adapter_path": str(out_dir) if is_adapter else None,
+            "base_model": str(model),
+            "architecture": "seq2seq" if lm.is_seq2seq else "causal",
+            "fingerprint": fingerprint_path(base_dir, out_dir) if is_adapter and base_dir else
+            (fingerprint_path(out_dir) if not is_adapter else None),
+            "base_fingerprint": base_fp,
+            "base_weights_unchanged": unchanged,
+            "seed": settings.seed,
+            "parameters": {**params, "trainable_fraction": params["trainable"] / max(params["total"], 1)},
+            "data": {"target": task.name, "train_samples": len(samples), "target_train_examples": len(train_examples),
+                     "sources": proportions(samples), "validation_examples": len(eval_examples),
+                     "validation_from": eval_from},
+            "steps": output.global_step,
+            "epochs": trainer.state.epoch,
+            "train_loss": output.training_loss,
+            "eval_loss": eval_loss,
+            "resumed_from_step": checkpoint_step(last) if last else None,
+            "kept": keep.kept() if keep is not None else [],
+            "precision": precision,
+            "gradient_checkpointing": checkpointing,
+            "device": str(device),
+            "learning_rate": args.learning_rate,
+            # examples per optimizer step, all processes together
+            "effective_batch_size": settings.batch_size * settings.grad_accum * launch["world_size"],
+            "launch": launch,
+            "real_tokens": real,
+            "packing": {"enabled": bool(packed_row), "row_tokens": packed_row},
+            "padding_fraction": 1 - real / padded if padded else None,
+            "train_seconds": round(seconds, 3),
+            "tokens_per_second": real / seconds if seconds > 0 else None,
+            "wall_seconds": round(time.perf_counter() - started, 3),
+            "peak_memory": totals["peak"],
+            "tensorboard": "tensorboard" if tensorboard_available() else None,
+            "method_info": extra,
+            "versions": md.package_versions(),
+            "git_commit": md.git_commit(),
+            "machine": md.machine(),
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        md.write_metadata(out_dir, meta)
     _release(trainer)
     return TrainResult(out_dir, model_path, meta["adapter_path"], meta)
 
 
 def _callbacks(out_dir: Path, precision: str, keep: KeepAt | None) -> list:
     """The loop's own callbacks besides the JSONL log: TensorBoard, the non-finite gradient guard, KeepAt."""
-    cbs = [cb for cb in (tensorboard_callback(out_dir / "tensorboard"),) if cb is not None]
-    if not cbs:
+    cbs = [cb for cb in (tensorboard_callback(out_dir / "tensorboard"),) if cb is not None] if is_main() else []
+    if not cbs and is_main():
         log.warning("tensorboard is not installed: logging to %s only", out_dir / LOG)
     if precision != "fp16":  # fp16's grad scaler skips non-finite steps itself
         cbs.append(NonFiniteGradGuard())

@@ -64,8 +64,10 @@ class RetainTrainer(Trainer):
         # Seq2seq examples cost encoder plus decoder tokens; decoder-only labels mirror the inputs.
         lengths = [len(x["input_ids"]) + (len(x["labels"]) if self._seq2seq else 0) for x in dataset]
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return SeededLengthGroupedSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                          seed)
+        # Groups of one optimizer step's examples over all processes, which accelerate then deals out
+        # batch by batch: N processes x batch B see the examples of 1 process x batch N*B, step by step.
+        per_step = self.args.train_batch_size * self.args.gradient_accumulation_steps * max(self.args.world_size, 1)
+        return SeededLengthGroupedSampler(lengths, per_step, seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         training = model.training
