@@ -44,6 +44,7 @@ def eval_command(
 ) -> None:
     """Evaluate a model on tasks; scores come with 95% bootstrap confidence intervals."""
     quiet_libraries()
+    from retain.distributed import is_main
     from retain.evaluation.cache import EvalCache
     from retain.evaluation.runner import EvalSettings, cache_key, eval_examples, evaluate
     from retain.io import atomic_write_json, check_output_file
@@ -70,7 +71,8 @@ def eval_command(
             return lambda n: bar.advance(handle, n)
 
         doc = evaluate(lm, tasks, settings, cache, progress_factory=factory)
-    atomic_write_json(out, doc)
+    if is_main():  # launched as several processes, each holds the same document: one writes it
+        atomic_write_json(out, doc)
     table = Table(title=escape(f"{model} ({lm.fingerprint})"))
     for col in ("task", "n", "metric", "value", "95% CI", "cached"):
         table.add_column(col)

@@ -18,6 +18,7 @@ import json
 import logging
 from pathlib import Path
 
+from retain.distributed import is_main
 from retain.io import atomic_write_json, sha256_json
 from retain.models.fingerprint import cache_root
 
@@ -52,8 +53,11 @@ class EvalCache:
             return None  # missing or unreadable entries are recomputed
 
     def put(self, key: str, entry: dict) -> None:
-        """Store `entry`; a cache that cannot be written (read-only, full) is a warning, not a failure."""
-        if not self.enabled:
+        """Store `entry`; a cache that cannot be written (read-only, full) is a warning, not a failure.
+
+        Of the processes of one launch (torchrun), only the main one writes: they hold the same entry.
+        """
+        if not self.enabled or not is_main():
             return
         try:
             atomic_write_json(self._path(key), entry, indent=None)

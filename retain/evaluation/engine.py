@@ -15,7 +15,8 @@ Two request kinds, as in lm-evaluation-harness:
   vocabulary at every prompt position were most of the cost.
 
 Results come back in the order of the requests. Batching does not change results beyond float
-rounding (tests check that batched equals unbatched).
+rounding (tests check that batched equals unbatched). Launched as several processes, each runs its
+share of these same batches (`retain.evaluation.distributed`): results equal one process's exactly.
 
 Models run in their `LoadedModel.precision`: on a CPU with native bf16, `dtype: auto` gives fp32
 weights under bf16 autocast for scoring, entered once around all batches, and fp32 for greedy
@@ -38,11 +39,11 @@ from typing import Callable, Sequence
 import torch
 
 from retain.errors import UserError
+from retain.evaluation.distributed import run_batches
 from retain.evaluation.greedy import encode, greedy_decode
 from retain.models.formatting import Shot, completion_prefix, format_prompt
 from retain.models.heads import Fp32Head, LabelPositionsHead
 from retain.models.loading import LoadedModel
-from retain.models.memory import memory_safe
 
 Progress = Callable[[int], None] | None
 Shots = Sequence[Sequence[Shot]] | None  # per prompt (or request): its solved examples
@@ -193,8 +194,7 @@ def generate(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, batch
                 out[i] = text.strip()
             if progress:
                 progress(len(batch))
-        for batch in _batches(order, batch_size):
-            memory_safe(run, batch, "prompts")
+        run_batches(_batches(order, batch_size), run, "prompts", out, lambda batch: batch, progress)
     return out
 
 
@@ -265,8 +265,8 @@ def _loglikelihood_seq2seq(lm, requests, batch_size, progress) -> list[float]:
                 out[i] = float(logprobs[r, torch.arange(len(label), device=lm.device), label].sum())
         if progress:
             progress(sum(len(members) for members in groups.values()))
-    for batch in _batches(list(range(len(ordered))), batch_size):
-        memory_safe(run, batch, "contexts")
+    run_batches(_batches(list(range(len(ordered))), batch_size), run, "contexts", out,
+                lambda batch: [i for j in batch for i in by_context[ordered[j]]], progress)
     return out
 
 
@@ -355,6 +355,6 @@ def _loglikelihood_causal(lm, requests, batch_size, progress, truncated, positio
             out[i] = value
         if progress:
             progress(len(members))
-    for batch in _batches(rows, batch_size):
-        memory_safe(run, batch, "rows")
+    run_batches(_batches(rows, batch_size), run, "rows", out, lambda batch: [i for row in batch for i in groups[row]],
+                progress)
     return out

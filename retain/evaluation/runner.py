@@ -25,6 +25,7 @@ from retain.errors import UserError
 from retain.evaluation import engine
 from retain.evaluation.bootstrap import summarize
 from retain.evaluation.cache import EvalCache
+from retain.evaluation.distributed import cached
 from retain.evaluation.measured import scores_from_stats  # (importing it registers the measured families)
 from retain.evaluation.metrics import Scores, computed_from_text, score
 from retain.evaluation.settings import EvalSettings
@@ -228,7 +229,7 @@ def evaluate_task(lm: LoadedModel, task: Task, settings: EvalSettings = EvalSett
     start = time.perf_counter()
     examples = eval_examples(task, settings)
     key = cache_key(lm, task, settings)
-    entry = cache.get(key) if cache is not None else None
+    entry = cached(cache, key) if cache is not None else None  # the main process reads it for all
     from_cache = entry is not None and entry.get("ids") == [ex.id for ex in examples]
     if not from_cache:
         entry = _run_engine(lm, task, examples, settings, progress)
