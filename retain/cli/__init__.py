@@ -13,6 +13,12 @@ where outcomes become exit codes (the contract is documented in the README):
 141   standard output was closed by the reader (`retain tasks | head -1`): stopped quietly
 ====  ==========================================================================================
 
+Launched as several processes (`torchrun`, `accelerate launch`), only the main process prints; the
+others print nothing but their errors after the processes joined (running out of memory, a NaN
+loss, internal errors), as "rank N: error: ...". Bad input found before they join is the same in
+every process and said once, by the main one, as are interruptions. The launcher then decides the
+exit code of the whole launch (torchrun exits 1 when any process failed).
+
 Nothing here depends on a typer or click version: option-parser exceptions are recognised by what
 they carry (`exit_code`, `format_message`), since typer 0.29 raises its own vendored copies of
 click's exceptions while older typer raises click's.
@@ -29,6 +35,7 @@ from pathlib import Path
 
 import typer
 
+from retain.distributed import OtherProcessFailed, is_main, joined, launched, leave, rank
 from retain.errors import UserError, one_line, redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -40,8 +47,13 @@ app = typer.Typer(
 )
 
 
+# The commands that run as several processes of one launch (torchrun, accelerate launch).
+LAUNCHABLE = ("train", "eval")
+
+
 @app.callback()
 def _global_options(
+    ctx: typer.Context,
     data_dir: str = typer.Option(None, "--data-dir", envvar="RETAIN_DATA_DIR", show_envvar=True,
                                  help="Folder with one sub-folder per task family (summarization/, ner/, ...): "
                                       "lets `--task ner` stand for `ner:DIR/ner`."),
@@ -49,6 +61,10 @@ def _global_options(
                                help="Show the full traceback of an error (may be given anywhere on the line)."),
 ) -> None:
     """Fine-tune a language model on one task and measure what it forgot on the way."""
+    if launched() and ctx.invoked_subcommand not in LAUNCHABLE:
+        raise UserError(f"retain {ctx.invoked_subcommand} runs as one process; of the commands only "
+                        f"{' and '.join(LAUNCHABLE)} run under torchrun or accelerate launch (a study's "
+                        "runs scale out as workers: retain study CONFIG --worker, see docs/scale-out.md)")
     if data_dir:
         from retain.tasks.data_dir import ENV_VAR
 
@@ -119,9 +135,19 @@ def _on_signal(signum, _frame):
     raise Interrupted(signum)
 
 
-def _say(message: str) -> None:
+# In a non-main process of a launch: (its rank, the real stderr); everything else it prints is dropped.
+_other_process: tuple[int, object] | None = None
+
+
+def _say(message: str, always: bool = False) -> None:
+    """Print a line to stderr; in a non-main process of a launch only when `always`, with its rank."""
+    stream = sys.stderr
+    if _other_process is not None:
+        if not always:
+            return
+        message, stream = f"rank {_other_process[0]}: {message}", _other_process[1]
     try:
-        print(redact(message), file=sys.stderr, flush=True)
+        print(redact(message), file=stream, flush=True)
     except (OSError, ValueError):
         pass  # stderr closed too: the exit code still tells
 
@@ -153,6 +179,25 @@ def _resume_hint(argv: list[str]) -> str:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code (the contract in the module docstring)."""
+    global _other_process
+    if not launched() or is_main():
+        try:
+            return _run(argv)
+        finally:
+            leave()
+    saved = sys.stdout, sys.stderr
+    _other_process = (rank(), sys.stderr)
+    with open(os.devnull, "w", encoding="utf-8") as devnull:
+        sys.stdout = sys.stderr = devnull
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout, sys.stderr = saved
+            _other_process = None
+            leave()
+
+
+def _run(argv: list[str] | None) -> int:
     from retain.cli import commands  # noqa: F401  (registers the subcommands)
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -176,6 +221,8 @@ def run(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else EXIT_OK
     except UserError as e:
         return _input_error(str(e), debug)
+    except OtherProcessFailed:  # a non-main process of a launch: the main one says what failed
+        return EXIT_FAILED
     except Interrupted as e:
         code = EXIT_SIGTERM if e.signum == signal.SIGTERM else EXIT_SIGINT
         _say(f"interrupted ({signal.Signals(e.signum).name}): {_resume_hint(argv)}")
@@ -221,20 +268,24 @@ def _raised_in(e: BaseException) -> str:
 
 
 def _input_error(message: str, debug: bool) -> int:
-    """Bad input: one line (after the traceback with --debug), exit 2."""
+    """Bad input: one line (after the traceback with --debug), exit 2.
+
+    A non-main process of a launch says it only once the processes joined: before, every process
+    checked the same input and the main one says it.
+    """
     if debug:
-        _say(traceback.format_exc().rstrip())  # redacted like every line retain prints
-    _say(f"error: {one_line(message)}")
+        _say(traceback.format_exc().rstrip(), always=joined())  # redacted like every line retain prints
+    _say(f"error: {one_line(message)}", always=joined())
     return EXIT_USAGE
 
 
 def _internal_error(e: BaseException, debug: bool) -> int:
     if debug:
-        _say(traceback.format_exc().rstrip())  # redacted like every line retain prints
+        _say(traceback.format_exc().rstrip(), always=True)  # redacted like every line retain prints
     else:
         where = _raised_in(e)
         _say(f"error: {type(e).__name__}{' in ' + where if where else ''}: {one_line(str(e))} "
-             "(an internal error; rerun with --debug for the traceback)")
+             "(an internal error; rerun with --debug for the traceback)", always=True)
     return EXIT_FAILED
 
 
