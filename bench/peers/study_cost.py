@@ -59,9 +59,9 @@ def _quiet(*_a, **_k) -> None:
 
 def _fresh_process_state() -> None:
     """Forget in-process memos (ROUGE tokenisation) so no measurement profits from an earlier one."""
-    from retain.evaluation import metrics
+    from retain.evaluation import text_metrics
 
-    metrics._rouge_scorer.cache_clear()
+    text_metrics._rouge_scorer.cache_clear()
 
 
 def _study(model: Path, out: Path, n_train: int, limit: int, methods: list, cache: Path) -> tuple[float, dict]:
