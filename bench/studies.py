@@ -64,7 +64,8 @@ def run_and_report(config, out: Path, timings: dict, compare_to: Path | None, no
     """Run (or resume) the study into OUT/NAME, record its timings, then check or publish it."""
     import time
 
-    from retain.cli.study import print_summary, run_with_progress
+    from retain.cli.study import run_with_progress
+    from retain.cli.summary import print_summary
     from retain.io import atomic_write_json, read_json
 
     start = time.perf_counter()

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from retain.cli import app, quiet_libraries
+from retain.cli.summary import print_summary
 
 
 def _progress_bar(console: Console) -> Progress:
@@ -41,63 +42,6 @@ def run_with_progress(config, out: Path, console: Console, worker: bool = False,
         study = Study(config, out, log, factory)
         leased = {"lease": lease} if lease is not None else {}
         return run_worker(study, **leased) if worker else run_one(study, run, **leased)
-
-
-def _fmt(x: float | None, signed: bool = True) -> str:
-    if x is None:
-        return "-"
-    return f"{x:+.3f}" if signed else f"{x:.3f}"
-
-
-def print_summary(doc: dict, out: Path, console: Console) -> None:
-    """The summary table: one row per run, target gain and each protected task's change.
-
-    Read through the report's own view of the results (`retain.report.summary.load`), so the table and
-    the report never disagree.
-    """
-    from retain.report.summary import change, gain, load
-
-    data = load(doc)
-    tasks = data.tasks  # the target first
-    table = Table(title=escape(f"{data.study.get('name')}: change against the base ({data.model.get('name')})"))
-    # Run names are never cut (three `full+wise-ft-…` rows must stay apart in 80 columns); the number
-    # columns' headers wrap instead.
-    longest = max([len("base (score)"), *(len(r["name"]) for r in data.runs)])
-    table.add_column("run", no_wrap=True, min_width=longest)
-    for t in tasks:
-        table.add_column(escape(f"{t.name}\n{t.primary}"), justify="right")
-    table.add_column("within\nbudget", justify="center")
-    table.add_column("train s", justify="right")
-    table.add_row("base (score)", *[_fmt(t.base_value, False) for t in tasks], "", "")
-    for run in data.runs:
-        if run.get("status") != "done":
-            table.add_row(escape(run["name"]), *[run.get("status") or "failed"] + [""] * (len(tasks) - 1), "", "")
-            continue
-        cells = []
-        for t in tasks:
-            c = change(run, t.name)
-            if c is None:
-                cells.append("-")
-                continue
-            mark = "*" if c.get("significant") else " "
-            better = gain(c) or 0  # red is worse: the rise of a lower-is-better metric too
-            style = ("red" if better < 0 and c.get("significant") else
-                     "green" if better > 0 and c.get("significant") else "")
-            text = f"{c['delta']:+.3f}{mark}"
-            cells.append(f"[{style}]{text}[/{style}]" if style else text)
-        train_s = (run.get("cost") or {}).get("train_seconds")
-        table.add_row(escape(run["name"]), *cells, "yes" if run.get("within_budget") else "[red]no[/red]",
-                      f"{train_s:.0f}" if train_s else "-")
-    console.print(table)
-    console.print("* significant (paired bootstrap, 95%)")
-    verdict = data.verdict
-    colour = {"ok": "bold green", "closest": "bold red"}.get(verdict.kind, "bold red")
-    rec = data.recommendation or {}
-    if rec.get("run"):
-        console.print(f"[{colour}]Recommended:[/{colour}] {escape(rec['run'])}: {escape(rec.get('reason', ''))}")
-    else:
-        console.print(f"[{colour}]No run within budget:[/{colour}] {escape(rec.get('reason', verdict.headline))}")
-    console.print(f"Report: {out / 'report.html'} (also report.md, results.json)", markup=False)
 
 
 def print_plan(config, out: Path, console: Console) -> None:
