@@ -332,7 +332,8 @@ class SeededLengthGroupedSampler(torch.utils.data.Sampler):
 
     Args:
         lengths: tokens per example.
-        batch_size: examples per optimizer step (micro-batch size times accumulation steps).
+        batch_size: examples per optimizer step (micro-batch size x accumulation steps x processes:
+            the order depends on the examples per step, not on how processes split them).
         seed: the data seed.
     """
 
