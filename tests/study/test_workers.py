@@ -35,9 +35,10 @@ def config_dict(model_dir) -> dict:
 
 
 def without_timings(doc: dict) -> dict:
-    """The results document less what measures time (when it was made, what each run cost)."""
+    """The results document less what measures time (when it was made, what each run cost) and the
+    git commit it was made at (others may commit while the tests run)."""
     doc = json.loads(json.dumps(doc))
-    del doc["study"]["created"]
+    del doc["study"]["created"], doc["study"]["git_commit"]
     for run in doc["runs"]:
         run.pop("cost", None)
     return doc
