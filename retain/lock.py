@@ -17,7 +17,8 @@ many, complete together. A claim is a lock file created with `O_CREAT | O_EXCL` 
 holding who made it: host, pid, start time, a random token and its lease. `flock` is not used here:
 it is not dependable across machines on every shared file system. So a dead holder is detected:
 
-- on the same host, its pid no longer runs (or is a zombie): stale at once;
+- on the same host (and in the same pid namespace: containers can share a host name), its pid no
+  longer runs (or is a zombie): stale at once;
 - on any host, the file's modification time, which the holder touches every `lease / 10` seconds
   from a background thread, is older than the holder's lease: stale. The lease (default 600 s) must
   exceed the clock skew between machines and any pause of a live holder.
@@ -116,6 +117,14 @@ CLAIM_LEASE = 600.0  # seconds without a heartbeat after which any holder is tak
 UNWRITTEN_GRACE = 30.0  # a claim file still empty after this long: its maker died while writing it
 
 
+def _pid_space() -> str:
+    """This process's pid namespace (Linux; '' elsewhere): a pid means something only within it."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def _alive(pid: int) -> bool:
     """Whether process `pid` runs on this host (a zombie, killed but not yet reaped, does not)."""
     try:
@@ -169,8 +178,8 @@ class Claim:
         """Why the claim of `holder` (its file `age` seconds since the last heartbeat) is dead, or None."""
         if holder is None:
             return f"left unwritten for {age:.0f}s" if age > UNWRITTEN_GRACE else None
-        if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) \
-                and not _alive(holder["pid"]):
+        here = holder.get("host") == socket.gethostname() and holder.get("pid_space", "") == _pid_space()
+        if here and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
             return "that process is gone"
         lease = holder.get("lease") if isinstance(holder.get("lease"), (int, float)) else CLAIM_LEASE
         if age > lease:
@@ -187,7 +196,7 @@ class Claim:
     def take(self) -> dict | None:
         """Claim the job: None when this process holds it now, else the live holder's record."""
         for _ in range(3):  # a stale claim broken by us or another process: try to create again
-            me = {**_me(self.command), "token": secrets.token_hex(8), "lease": self.lease}
+            me = {**_me(self.command), "pid_space": _pid_space(), "token": secrets.token_hex(8), "lease": self.lease}
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)

@@ -118,6 +118,19 @@ def test_another_hosts_claim_is_stale_only_after_its_lease(tmp_path):
     claim.release()
 
 
+def test_a_pid_from_another_pid_namespace_is_not_judged_here(tmp_path):
+    """A container on this host (same host name, its own pids): only its lease says it is dead."""
+    import socket
+
+    from retain.lock import Claim, _pid_space
+
+    claim = Claim(tmp_path / "run.lock", "run")
+    holder = {"host": socket.gethostname(), "pid": 2**22 + 1, "pid_space": "pid:[1]", "lease": 60}  # no such pid here
+    assert claim.stale(holder, age=5) is None
+    assert "lease" in claim.stale(holder, age=90)
+    assert "gone" in claim.stale({**holder, "pid_space": _pid_space()}, age=5)  # the same namespace: judged
+
+
 def test_a_holder_keeps_its_claim_fresh(tmp_path):
     import time
 
