@@ -12,8 +12,8 @@ padding and float rounding, and greedy answers can flip where two tokens nearly 
 
 Only the main process reads and writes the evaluation cache (`cached`, and `EvalCache.put`): every
 process takes the same path (computing or reusing a task) even when the others cannot see the cache
-folder. Perplexity and lm-eval tasks are not sharded yet: every process computes them whole (the
-same numbers, no speed-up).
+folder. Perplexity tasks share their windows the same way (`retain.evaluation.rolling`); lm-eval
+tasks are not sharded: every process runs lm-eval whole (the same numbers, no speed-up).
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from typing import Callable, Sequence
 import torch
 
 from retain.errors import UserError
+from retain.evaluation.distributed import run_batches
 from retain.evaluation.engine import _pad, _precision, context_length
 from retain.models.loading import LoadedModel
-from retain.models.memory import memory_safe
 
 DEFAULT_CONTEXT = 2048  # tokens, when the model's config does not say (lm-eval's HFLM default)
 
@@ -91,19 +91,31 @@ def loglikelihood_rolling(lm: LoadedModel, texts: Sequence[str], batch_size: int
             logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits.float()
         return torch.log_softmax(logits, dim=-1), [len(rows[i][1]) - 1 for i in batch]
 
+    row_nll = [0.0] * len(rows)
+    reported = 0  # documents whose every window this process scored
+
     def run(batch: list[int]) -> None:
+        nonlocal reported
         logprobs, ends = forward(batch)
         finished = 0
         for r, i in enumerate(batch):
             doc, seq, n = rows[i]
             targets = torch.tensor(seq[len(seq) - n:], device=lm.device)
             picked = logprobs[r, ends[r] - n:ends[r]].gather(-1, targets[:, None])
-            nll[doc] -= float(picked.sum())
+            row_nll[i] = float(picked.sum())
             left[doc] -= 1
             finished += left[doc] == 0
         if progress and finished:
             progress(finished)
+            reported += finished
 
-    for start in range(0, len(order), batch_size):
-        memory_safe(run, order[start:start + batch_size], "windows")
+    # Shared by the processes of a launch (each its batches); windows are summed afterwards in the
+    # one-process order, so a document's total is the same float whoever scored its windows.
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    run_batches(batches, run, "windows", row_nll, lambda batch: batch)
+    for batch in batches:
+        for i in batch:
+            nll[rows[i][0]] -= row_nll[i]
+    if progress and reported < len({doc for doc, _, _ in rows}):  # documents split between processes
+        progress(len({doc for doc, _, _ in rows}) - reported)
     return [(nll[d], counts[d]) for d in range(len(texts))]

@@ -1,5 +1,6 @@
 """The engine's batches shared between processes give one process's results exactly, for every request
-kind and architecture (the bookkeeping of which outputs a batch fills).
+kind (choices, generation, perplexity) and architecture (the bookkeeping of which outputs a batch
+fills, and a perplexity document's windows summed in the one-process order).
 
 Two processes are played in turn in this one process: rank 1 runs its batches and hands its outputs
 to the fake gather; rank 0 then runs its own and receives rank 1's. Launches of real processes are
@@ -13,6 +14,7 @@ import torch
 
 import retain.evaluation.distributed as shared
 from retain.evaluation import engine
+from retain.evaluation.rolling import loglikelihood_rolling
 from retain.models import load_model
 from retain.tasks import get_task
 
@@ -56,7 +58,10 @@ def test_shared_batches_equal_one_process(models, arch, monkeypatch):
     def answer(progress):
         return engine.generate(lm, prompts, max_new_tokens=4, batch_size=2, progress=progress)
 
-    for call, n in ((score, len(requests)), (answer, len(prompts))):
+    def perplexity(progress):  # a short context: long texts become several windows, split between processes
+        return loglikelihood_rolling(lm, prompts, batch_size=2, context=6, progress=progress)
+
+    for call, n in ((score, len(requests)), (answer, len(prompts)), (perplexity, len(prompts))):
         one = call(None)
         two, reported = _as_two_processes(monkeypatch, call)
         assert two == one
