@@ -218,6 +218,10 @@ def test_commands_other_than_train_and_eval_refuse_a_launch(monkeypatch, capsys)
     assert code == 2 and err.count("\n") == 1 and "only train and eval run under torchrun" in err, err
     monkeypatch.setenv("RANK", "1")  # the other processes leave the saying to the main one
     assert run_cli(["tasks"], capsys) == (2, "", "")
+    # ... unless the processes had joined: an error then may be this process's own (out of memory)
+    monkeypatch.setattr("retain.cli.joined", lambda: True)
+    code, out, err = run_cli(["tasks"], capsys)
+    assert (code, out) == (2, "") and err.startswith("rank 1: error: retain tasks runs as one process"), err
 
 
 def test_a_checkpoint_resumes_only_with_the_processes_that_wrote_it(tmp_path):
