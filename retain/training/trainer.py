@@ -13,7 +13,8 @@ What the subclass adds, and nothing else:
   (`retain.models.heads.LabelPositionsHead`): the prompt positions carry no loss, so their logits over
   the whole vocabulary (and the softmax, and both backward matmuls) were wasted work, most of a step's
   time for a small model with a large vocabulary and long prompts;
-- length-grouped batches come from `SeededLengthGroupedSampler`, whose order survives a resume;
+- length-grouped batches come from `SeededLengthGroupedSampler`, whose order survives a resume and
+  is drawn per optimizer step of all processes (N processes x batch B see 1 process x batch N*B);
 - packed decoder-only batches (`retain.training.data.PackingCollator`) bring their real-token count,
   which is taken out of the inputs before the forward pass.
 
