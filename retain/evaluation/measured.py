@@ -26,7 +26,8 @@ import numpy as np
 
 from typing import Sequence
 
-from retain.evaluation.metrics import Scores, _family, register_measured
+from retain.evaluation.metrics import Scores
+from retain.evaluation.registry import _family, register_measured
 
 
 def _ratio(summed: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The metric families computed from text: ROUGE, entity F1, accuracy, SQuAD exact match and token F1.
 
-Each registers itself with `retain.evaluation.metrics.register_metric` (statistics per example, an
+Each registers itself with `retain.evaluation.registry.register_metric` (statistics per example, an
 aggregate of their sums; see that module). Imported by `retain.evaluation.metrics` itself.
 """
 
@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 
-from retain.evaluation.metrics import _mean_outputs, register_metric
+from retain.evaluation.registry import _mean_outputs, register_metric
 
 
 # --- ROUGE -------------------------------------------------------------------------------------
