@@ -26,6 +26,7 @@ click's exceptions while older typer raises click's.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import signal
@@ -93,6 +94,9 @@ def quiet_libraries() -> None:
         sys.modules["huggingface_hub"].utils.logging.set_verbosity_error()
     if "transformers" in sys.modules:  # imported already (in-process use): the variables came too late
         sys.modules["transformers"].utils.logging.disable_progress_bar()
+    # peft imports bitsandbytes wherever it is installed, and bitsandbytes warns at import, on CPUs with
+    # AVX512-BF16, that an optional kernel package is missing: nothing a retain user needs to act on.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 class Interrupted(BaseException):

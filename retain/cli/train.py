@@ -30,6 +30,8 @@ def train_command(**kwargs) -> None:
     from retain.errors import UserError
     from retain.io import check_output_folder
     from retain.methods import make_method
+    from retain.models.loading import pick_device
+    from retain.models.quantization import check_quantization
     from retain.training.loop import train
     from retain.training.config import make_settings
 
@@ -55,6 +57,7 @@ def train_command(**kwargs) -> None:
     settings_opts.update({k: kwargs[k] for k in TrainSettings.model_fields if kwargs.get(k) not in (None, [], ())})
     settings = make_settings(settings_opts)
     check_output_folder(kwargs["out"])
+    check_quantization(method.load_options().get("quantize"), pick_device(settings.device))  # QLoRA on a CPU
 
     # User strings (model, task, paths) are printed as text, never interpreted as rich markup.
     console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
@@ -99,7 +102,7 @@ def _option_type(annotation):
 
 
 # Written out so that `retain --help` need not import the methods (and torch); a test keeps it in sync.
-METHODS_HELP = "full, lora, multitask, replay, l2sp, ewc, wise-ft, or any PEFT method name (default: full)."
+METHODS_HELP = "full, lora, qlora (CUDA), multitask, replay, l2sp, ewc, wise-ft, or any PEFT method name (default: full)."
 
 _FIXED = [
     inspect.Parameter("model", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],

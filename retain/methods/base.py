@@ -5,7 +5,8 @@ on construction) with a few narrow hooks that the one training loop (`retain.tra
 this order:
 
 1. `training_samples(ctx)`: the training mixture (default: the target task's training examples);
-2. `prepare_model(model, ctx)`: e.g. wrap the model with a PEFT adapter, or choose what trains;
+2. `prepare_model(model, ctx)`: e.g. wrap the model with a PEFT adapter, or choose what trains (the
+   base was loaded with `load_options()`, e.g. in 4 bits for QLoRA);
 3. `make_penalty(model, ctx)`: an optional extra loss term, e.g. L2-SP / EWC towards the base weights;
 4. `finish(model, ctx, out_dir)`: after the model is saved, e.g. write WiSE-FT interpolations; returns
    extra metadata.
@@ -60,6 +61,11 @@ class MethodConfig(BaseModel):
 
     def learning_rate(self) -> float:
         return self.default_learning_rate
+
+    def load_options(self) -> dict[str, Any]:
+        """Extra `retain.models.load_model` arguments for the base this method trains (default: none;
+        QLoRA asks for a 4-bit base: `{"quantize": "nf4"}`)."""
+        return {}
 
     def options(self) -> dict[str, Any]:
         """The resolved options (aliases as the user writes them)."""

@@ -6,6 +6,9 @@ When `target_modules` is not given it is chosen per architecture: the attention 
 projections, as in the LoRA paper (T5: `q`, `v`; Llama/Qwen/Mistral: `q_proj`, `v_proj`), else
 PEFT's own table, else every linear layer.
 
+`quantize: nf4` (or the method name `qlora`) trains the same adapters on a 4-bit base loaded through
+bitsandbytes (QLoRA; `retain.models.quantization`): CUDA only, refused on a CPU with one line.
+
 The saved adapter is PEFT's standard layout (`adapter_config.json`, `adapter_model.safetensors`),
 loadable with `PeftModel.from_pretrained(base, out_dir)` or `retain.models.load_model(base,
 adapter=out_dir)`.
@@ -13,12 +16,13 @@ adapter=out_dir)`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from retain.methods.adapters import apply_peft, build_peft_config, task_type_for
 from retain.methods.base import MethodConfig, register_method
+from retain.models.quantization import is_quantized
 
 TARGETS = {
     "t5": ["q", "v"], "mt5": ["q", "v"], "umt5": ["q", "v"],
@@ -50,6 +54,8 @@ class LoraMethod(MethodConfig):
         dropout: dropout on the adapter input, in [0, 1).
         target_modules: module names (or `all-linear`); default chosen per architecture.
         use_dora: weight-decomposed LoRA (DoRA).
+        quantize: `nf4` or `fp4`: train on the base quantized to 4 bits (QLoRA, with double
+            quantization); None (default): the base as loaded.
         options: any other `peft.LoraConfig` field.
     """
 
@@ -61,6 +67,7 @@ class LoraMethod(MethodConfig):
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | str | None = None
     use_dora: bool = False
+    quantize: Literal["nf4", "fp4"] | None = None
     options_: dict[str, Any] = Field(default_factory=dict, alias="options")
 
     @model_validator(mode="after")
@@ -76,11 +83,29 @@ class LoraMethod(MethodConfig):
                 "use_dora": self.use_dora, **self.options_}
         return build_peft_config("LORA", opts, task_type)
 
+    def load_options(self) -> dict[str, Any]:
+        return {"quantize": self.quantize} if self.quantize else {}
+
     def prepare_model(self, model, ctx):
+        if is_quantized(model):
+            from peft import prepare_model_for_kbit_training
+
+            # Freezes the base and keeps its norms in fp32; gradient checkpointing is the loop's choice.
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         targets = self.target_modules or default_targets(model)
         return apply_peft(model, self.peft_config(task_type_for(ctx), targets))
 
     def finish(self, model, ctx, out_dir) -> dict:
         cfg = model.peft_config["default"]
         targets = cfg.target_modules
-        return {"peft_type": "LORA", "target_modules": sorted(targets) if isinstance(targets, (set, list)) else targets}
+        return {"peft_type": "LORA", "target_modules": sorted(targets) if isinstance(targets, (set, list)) else targets,
+                "quantize": self.quantize}
+
+
+@register_method
+class QLoraMethod(LoraMethod):
+    """LoRA on a 4-bit NF4 base (QLoRA): `lora` with `quantize: nf4` by default (CUDA only)."""
+
+    name: ClassVar[str] = "qlora"
+
+    quantize: Literal["nf4", "fp4"] = "nf4"

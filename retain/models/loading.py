@@ -23,6 +23,7 @@ from retain.models.checks import (ADAPTER_SAFETENSORS, check_adapter_folder, che
 from retain.models.fingerprint import fingerprint_model, fingerprint_path
 from retain.models.device import BF16_AUTOCAST, BF16_SCORING, FP32, Precision, fast_bf16
 from retain.models.memory import check_model_fits
+from retain.models.quantization import check_quantization, keep_cpu_layout, quantized_load_options
 from retain.models.sources import AUTOCAST_NAMES, WEIGHT_DTYPES, resolve_model
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ def load_model(
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     merge_adapter: bool = False,
+    quantize: str | None = None,
 ) -> LoadedModel:
     """Load a model by hub id or local folder, with its tokenizer and an optional PEFT adapter.
 
@@ -215,20 +217,25 @@ def load_model(
             for inference: the same function without the adapter layers' per-layer overhead (LoRA
             evaluation on a CPU: see docs/benchmarks/speed.md). The fingerprint is the adapter's all the
             same. Prompt-learning adapters cannot be merged and stay as they are.
+        quantize: `nf4` or `fp4`: load the weights in 4 bits through bitsandbytes, placed on `device`
+            as they load, for training adapters on them (QLoRA: `retain.models.quantization`; CUDA
+            only unless `RETAIN_QLORA_CPU=1`).
 
     Raises:
-        UserError: missing folder or weights, unreadable config, incompatible adapter.
+        UserError: missing folder or weights, unreadable config, incompatible adapter, a quantization
+            this machine cannot run.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     dev = pick_device(device)
     precision = pick_precision(dtype, dev)
+    check_quantization(quantize, dev)
     name, source = name_or_path, resolve_model(name_or_path, precision.weights)
     name_or_path = source.path
     local = Path(name_or_path)
     if local.exists() or name_or_path.startswith((".", "/", "~")):
         check_local_folder(local.expanduser(), allow_pickle)
-        check_model_fits(local.expanduser(), precision.weights, dev, name)
+        check_model_fits(local.expanduser(), torch.uint8 if quantize else precision.weights, dev, name)
     adapter_dir = _adapter_dir(adapter, allow_pickle) if adapter is not None else None
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
@@ -241,10 +248,11 @@ def load_model(
     seq2seq = is_seq2seq_config(config)
     auto = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
     torch_dtype = precision.weights
+    placed = quantized_load_options(quantize, dev) if quantize else {}
     try:
         model = auto.from_pretrained(
             name_or_path, config=config, dtype=torch_dtype, trust_remote_code=trust_remote_code,
-            use_safetensors=None if allow_pickle else True,
+            use_safetensors=None if allow_pickle else True, **placed,
         )
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise UserError(f"cannot load model weights: {describe_load_error(e)}", name_or_path) from None
@@ -252,7 +260,10 @@ def load_model(
     source_dir = str(local) if local.is_dir() else _hub_snapshot_dir(name_or_path)
     if adapter_dir is not None:
         model = _attach_adapter(model, adapter_dir)
-    model.to(dev)
+    if not placed:  # a quantized model is on its device already
+        model.to(dev)
+    elif dev.type == "cpu":
+        keep_cpu_layout(model)
     model.eval()
     fp = _fingerprint(model, tokenizer, source_dir, adapter_dir)
     if merge_adapter and adapter_dir is not None and hasattr(model, "merge_and_unload"):

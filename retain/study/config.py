@@ -76,7 +76,7 @@ class BudgetConfig(_Strict):
 class MethodEntry(_Strict):
     """One run (or, for wise-ft, one sweep) to compare."""
 
-    method: str = Field(description="Method name: full, lora, multitask, replay, l2sp, ewc, wise-ft, any PEFT name.")
+    method: str = Field(description="Method name: full, lora, qlora (CUDA), multitask, replay, l2sp, ewc, wise-ft, any PEFT name.")
     name: str | None = Field(None, description="Run name (default: the method name).")
     options: dict[str, Any] = Field(default_factory=dict, description="Method options.")
     train: dict[str, Any] = Field(default_factory=dict, description="Training settings for this run only.")

@@ -278,9 +278,26 @@ class Study:
         unreachable hub leaves no half-made output folder behind."""
         from retain.models.loading import LazyModel
 
+        self.check_devices()
         # Handed to `prepare` through `self._base` so that no frame keeps a reference: the base weights
         # are dropped before training.
         self._base = LazyModel(self.config.model, device=self.config.device, dtype=self.config.dtype)
+
+    def check_devices(self) -> None:
+        """Refuse, before anything is written, a run this machine cannot train (QLoRA without CUDA), rather
+        than fail when its turn comes after the others have trained."""
+        from retain.models.loading import pick_device
+        from retain.models.quantization import check_quantization
+        from retain.training.hooks import method_load_options
+
+        for entry in self.config.methods:
+            if entry.method_config is None:
+                continue
+            try:
+                check_quantization(method_load_options(entry.method_config).get("quantize"),
+                                   pick_device(entry.settings.device))
+            except UserError as e:
+                raise UserError(f"run {entry.run_name!r}: {e}") from None
 
     def run(self) -> dict:
         """Run (or resume) the study; returns the results document (also written to results.json)."""

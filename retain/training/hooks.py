@@ -8,6 +8,9 @@ training and implement this interface (`retain.methods.base.MethodConfig`). The 
 2. `prepare_model(model, ctx)`: the model to train (e.g. wrapped with an adapter);
 3. `make_penalty(model, ctx)`: an optional extra loss term, added once per optimizer step;
 4. `finish(model, ctx, out_dir)`: work after the model is saved; returns extra metadata.
+
+A method may also have `load_options()`, extra `load_model` arguments for the base it trains (QLoRA's
+4-bit base); without it the base loads as usual (`method_load_options`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ class TrainingMethod(Protocol):
     def finish(self, model: torch.nn.Module, ctx: TrainContext, out_dir: Path) -> dict: ...
 
 
+
+
+def method_load_options(method) -> dict[str, Any]:
+    """The method's extra `load_model` arguments (its optional `load_options()`; none without it)."""
+    get = getattr(method, "load_options", None)
+    return dict(get()) if callable(get) else {}
 
 
 @dataclass
