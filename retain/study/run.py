@@ -133,6 +133,11 @@ class Study:
                             "target": self.target.task.identity("train", self.config.target.train_examples),
                             "eval": self._eval_identity()})
 
+    def eval_key(self) -> str:
+        """The evaluation part of every run key (its tasks and their settings), saved beside the key so that
+        a rerun can say whether the evaluation or the training changed."""
+        return sha256_json(self._eval_identity())
+
     def derived_key(self, parent_key: str, **what) -> str:
         """What identifies a derived run's result: its parent's key, what it takes (alpha, step), evaluation."""
         return sha256_json({"parent": parent_key, **what, "eval": self._eval_identity()})
@@ -143,7 +148,15 @@ class Study:
             saved = read_json(path)
             if saved.get("key") == key:
                 return saved
-            self.log(f"  {run_dir.name}: settings changed since the saved result; running again")
+            before = saved.get("eval_key")
+            if before is not None and before != self.eval_key():
+                self.log(f"  {run_dir.name}: the evaluation changed since the saved result (its tasks or their "
+                         "settings): evaluating again, from the cache where it can")
+            elif before is None:  # saved before the evaluation key was
+                self.log(f"  {run_dir.name}: settings changed since the saved result; running again")
+            else:
+                what = "its training settings" if saved.get("parent") is None else "its parent or what it takes"
+                self.log(f"  {run_dir.name}: {what} changed since the saved result; running again")
         return None
 
     def entry(self, name: str) -> MethodEntry:
@@ -176,6 +189,8 @@ class Study:
         t0 = time.perf_counter()
         # The study owns its run folders: a run whose settings changed is trained again, not refused.
         tr = train(self.config.model, self.target.task, method, settings, run_dir / "train", replace_other=True)
+        if tr.reused:
+            self.log(f"  {entry.run_name} (seed {seed}): its trained model is unchanged; reused from {run_dir / 'train'}")
         lm = LazyModel(tr.model_path, adapter=tr.adapter_path, device=self.config.device, dtype=self.config.dtype)
         results = self._evaluate(lm, entry.run_name)
         meta = tr.metadata
@@ -186,7 +201,8 @@ class Study:
                 "peak_memory_mb": round(meta["peak_memory"]["bytes"] / 2**20, 1),
                 "peak_memory_kind": meta["peak_memory"]["kind"],
                 "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
-        record = {"key": key, "name": entry.run_name, "method": method.name, "options": method.options(),
+        record = {"key": key, "eval_key": self.eval_key(), "name": entry.run_name, "method": method.name,
+                  "options": method.options(),
                   "seed": seed, "parent": None, "alpha": None, "model": {"fingerprint": lm.fingerprint},
                   "train_dir": str((run_dir / "train").resolve()), "steps": meta["steps"],
                   "kept": meta.get("kept", []), "base_weights_unchanged":
@@ -208,7 +224,8 @@ class Study:
         results = self._evaluate(lm, run.name)
         cost = {**kind.cost(parent, run), "wall_seconds": round(time.perf_counter() - t0, 3),
                 "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
-        record = {"key": key, "name": run.name, "seed": seed, "parent": parent["name"], **kind.fields(parent, run),
+        record = {"key": key, "eval_key": self.eval_key(), "name": run.name, "seed": seed, "parent": parent["name"],
+                  **kind.fields(parent, run),
                   "model": {"fingerprint": lm.fingerprint}, "cost": cost, **_provenance(None),
                   "outputs": {n: r.outputs() for n, r in results.items()}}
         atomic_write_json(run_dir / "result.json", record, indent=None)

@@ -118,3 +118,31 @@ def test_ten_kills_at_random_points_then_resume_equals_uninterrupted(finished, t
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert comparable(json.loads((out / "results.json").read_text())) == comparable(reference)
+
+
+def test_a_changed_task_list_re_evaluates_without_retraining(finished, tmp_path):
+    """Dropping a protected task changes every run's key: the log says it is the evaluation, and no run trains."""
+    import shutil
+
+    out, doc, _, _ = finished
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    before = (copy / "runs" / "full-s0" / "train" / "train_log.jsonl").read_text()
+    config = {**config_dict(doc["study"]["config"]["model"]), "protect": ["toy-ner"]}
+    lines: list[str] = []
+    os.environ["RETAIN_CACHE_DIR"] = str(out.parent / "cache")
+    try:
+        from retain.study.config import StudyConfig
+        from retain.study.run import run_study
+
+        again = run_study(StudyConfig(**config), copy, log=lines.append)
+    finally:
+        os.environ.pop("RETAIN_CACHE_DIR", None)
+    changed = [line for line in lines if "changed since the saved result" in line]
+    assert len(changed) == 4 and all("the evaluation changed" in line for line in changed), lines
+    assert sum("its trained model is unchanged; reused" in line for line in lines) == 2, lines
+    assert (copy / "runs" / "full-s0" / "train" / "train_log.jsonl").read_text() == before
+    assert [set(r["change"]) for r in again["runs"]] == [{"toy-summarize", "toy-ner"}] * 4
+    eval_keys = {json.loads((copy / "runs" / f"{r['name']}-s0" / "result.json").read_text())["eval_key"]
+                 for r in again["runs"]}
+    assert len(eval_keys) == 1
