@@ -57,8 +57,8 @@ def print_plan(config, out: Path, console: Console) -> None:
     for col in ("run", "kind", "parent", "seed", "what", "status"):
         table.add_column(col, no_wrap=col == "run")
     for r in rows:
-        status = {"done": "[green]done[/green]", "changed": "[yellow]changed: runs again[/yellow]",
-                  "failed": "[red]failed[/red]"}.get(r.status, r.status)
+        changed = f"[yellow]changed ({escape(r.why or 'settings')}): runs again[/yellow]"
+        status = {"done": "[green]done[/green]", "changed": changed, "failed": "[red]failed[/red]"}.get(r.status, r.status)
         if (r.name, r.seed) in running:
             status = escape(running[(r.name, r.seed)])
         table.add_row(escape(r.name), r.kind, escape(r.parent or "-"), str(r.seed), escape(r.detail), status)

@@ -31,7 +31,7 @@ def train_command(**kwargs) -> None:
     from retain.io import check_output_folder
     from retain.methods import make_method
     from retain.models.loading import pick_device
-    from retain.models.quantization import check_quantization
+    from retain.training.hooks import check_runs_on
     from retain.training.loop import train
     from retain.training.config import make_settings
 
@@ -57,7 +57,7 @@ def train_command(**kwargs) -> None:
     settings_opts.update({k: kwargs[k] for k in TrainSettings.model_fields if kwargs.get(k) not in (None, [], ())})
     settings = make_settings(settings_opts)
     check_output_folder(kwargs["out"])
-    check_quantization(method.load_options().get("quantize"), pick_device(settings.device))  # QLoRA on a CPU
+    check_runs_on(method, pick_device(settings.device))  # e.g. QLoRA on a CPU, before the first line is printed
 
     # User strings (model, task, paths) are printed as text, never interpreted as rich markup.
     console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)

@@ -33,6 +33,7 @@ class PlannedRun:
         detail: what it takes: the method and options, the alpha, or the point of training.
         status: `done`, `changed`, `failed` or `to do`.
         key: what identifies its result (None while it cannot be known: no base.json, parent not done).
+        why: for `changed`, what changed (`change_reason`).
     """
 
     name: str
@@ -43,6 +44,7 @@ class PlannedRun:
     detail: str
     status: str
     key: str | None = None
+    why: str | None = None
 
     @property
     def label(self) -> str:
@@ -64,11 +66,11 @@ def study_plan(study) -> list[PlannedRun]:
             if entry.method == WISE_FT:
                 continue
             key = study.train_key(entry, seed, base_fp) if base_fp else None
-            status, saved = _status(study, entry.run_name, seed, key)
+            status, saved, why = _status(study, entry.run_name, seed, key)
             trained.append((entry, key, saved))
             options = ", ".join(f"{k}={v}" for k, v in entry.options.items())
             rows.append(PlannedRun(entry.run_name, "train", entry.method, None, seed,
-                                   entry.method + (f" ({options})" if options else ""), status, key))
+                                   entry.method + (f" ({options})" if options else ""), status, key, why))
             rows += [r for kind in kinds if not kind.after_all for r in _derived(study, kind, entry, key, saved, seed)]
         for kind in kinds:
             if kind.after_all:
@@ -80,20 +82,35 @@ def _derived(study, kind, entry, parent_key: str | None, parent: dict | None, se
     rows = []
     for run in kind.planned(study.config.methods, entry, parent):
         key = study.derived_key(parent_key, **run.key) if parent is not None and run.known else None
-        rows.append(PlannedRun(run.name, kind.kind, run.method, run.parent, seed, run.detail,
-                               _status(study, run.name, seed, key)[0], key))
+        status, _, why = _status(study, run.name, seed, key)
+        rows.append(PlannedRun(run.name, kind.kind, run.method, run.parent, seed, run.detail, status, key, why))
     return rows
 
 
-def _status(study, name: str, seed: int, key: str | None) -> tuple[str, dict | None]:
+def change_reason(saved: dict, eval_key: str) -> str:
+    """What changed since a run's saved result (whose key no longer matches): `the evaluation` (its tasks
+    or their settings), `its training settings`, `its parent or what it takes` (a derived run), or just
+    `settings` for a result saved before the evaluation key was."""
+    before = saved.get("eval_key")
+    if before is None:
+        return "settings"
+    if before != eval_key:
+        return "the evaluation"
+    return "its training settings" if saved.get("parent") is None else "its parent or what it takes"
+
+
+def _status(study, name: str, seed: int, key: str | None) -> tuple[str, dict | None, str | None]:
+    """(status, the saved result when done, what changed when changed)."""
     run_dir = study.run_dir(name, seed)
     if key is None:  # no base.json, or the parent is not done: nothing can be matched yet
-        return "to do", None
+        return "to do", None, None
     path = run_dir / "result.json"
     saved = read_json(path) if path.is_file() else None
     if saved is not None and saved.get("key") == key:
-        return "done", saved
+        return "done", saved, None
     failure = run_dir / "failed.json"
     if failure.is_file() and read_json(failure).get("key") == key:
-        return "failed", None
-    return ("changed" if saved is not None else "to do"), None
+        return "failed", None, None
+    if saved is None:
+        return "to do", None, None
+    return "changed", None, change_reason(saved, study.eval_key())

@@ -38,7 +38,9 @@ from retain.io import atomic_write_json, atomic_write_text, read_json, sha256_js
 from retain.lock import FolderLock
 from retain.study import compare
 from retain.study.config import WISE_FT, MethodEntry, StudyConfig
+from retain.study.plan import change_reason
 from retain.tasks import Task, get_task
+from retain.training.metadata import provenance
 
 Log = Callable[[str], None]
 
@@ -148,15 +150,10 @@ class Study:
             saved = read_json(path)
             if saved.get("key") == key:
                 return saved
-            before = saved.get("eval_key")
-            if before is not None and before != self.eval_key():
-                self.log(f"  {run_dir.name}: the evaluation changed since the saved result (its tasks or their "
-                         "settings): evaluating again, from the cache where it can")
-            elif before is None:  # saved before the evaluation key was
-                self.log(f"  {run_dir.name}: settings changed since the saved result; running again")
-            else:
-                what = "its training settings" if saved.get("parent") is None else "its parent or what it takes"
-                self.log(f"  {run_dir.name}: {what} changed since the saved result; running again")
+            why = change_reason(saved, self.eval_key())
+            again = ("evaluating again (its tasks or their settings), from the cache where it can"
+                     if why == "the evaluation" else "running again")
+            self.log(f"  {run_dir.name}: {why} changed since the saved result; {again}")
         return None
 
     def entry(self, name: str) -> MethodEntry:
@@ -206,7 +203,7 @@ class Study:
                   "seed": seed, "parent": None, "alpha": None, "model": {"fingerprint": lm.fingerprint},
                   "train_dir": str((run_dir / "train").resolve()), "steps": meta["steps"],
                   "kept": meta.get("kept", []), "base_weights_unchanged":
-                  meta.get("base_weights_unchanged"), "cost": cost, **_provenance(settings),
+                  meta.get("base_weights_unchanged"), "cost": cost, **provenance(settings),
                   "outputs": {n: r.outputs() for n, r in results.items()}}
         atomic_write_json(run_dir / "result.json", record, indent=None)
         self.log(f"  {entry.run_name} (seed {seed}): done in {cost['wall_seconds']:.1f}s")
@@ -226,7 +223,7 @@ class Study:
                 "eval_seconds": round(sum(r.seconds for r in results.values()), 3)}
         record = {"key": key, "eval_key": self.eval_key(), "name": run.name, "seed": seed, "parent": parent["name"],
                   **kind.fields(parent, run),
-                  "model": {"fingerprint": lm.fingerprint}, "cost": cost, **_provenance(None),
+                  "model": {"fingerprint": lm.fingerprint}, "cost": cost, **provenance(None),
                   "outputs": {n: r.outputs() for n, r in results.items()}}
         atomic_write_json(run_dir / "result.json", record, indent=None)
         self.log(f"  {run.name}: evaluated in {cost['wall_seconds']:.1f}s")
@@ -304,15 +301,12 @@ class Study:
         """Refuse, before anything is written, a run this machine cannot train (QLoRA without CUDA), rather
         than fail when its turn comes after the others have trained."""
         from retain.models.loading import pick_device
-        from retain.models.quantization import check_quantization
-        from retain.training.hooks import method_load_options
+        from retain.training.hooks import check_runs_on
 
         for entry in self.config.methods:
-            if entry.method_config is None:
-                continue
             try:
-                check_quantization(method_load_options(entry.method_config).get("quantize"),
-                                   pick_device(entry.settings.device))
+                if entry.method_config is not None:
+                    check_runs_on(entry.method_config, pick_device(entry.settings.device))
             except UserError as e:
                 raise UserError(f"run {entry.run_name!r}: {e}") from None
 
@@ -405,12 +399,3 @@ def run_study(config: StudyConfig, out_dir: str | Path, log: Log = print, progre
         render_report(doc, out_dir)
     return doc
 
-
-def _provenance(settings) -> dict:
-    """What a run's result.json records about how it was made: its resolved training settings (None
-    for a derived run), the evaluation settings are in the study's config.yaml beside it, the package
-    versions and the git commit of the code that ran it."""
-    from retain.training.metadata import git_commit, package_versions
-
-    return {"settings": settings.model_dump(mode="json") if settings is not None else None,
-            "versions": package_versions(), "git_commit": git_commit()}

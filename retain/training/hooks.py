@@ -57,6 +57,13 @@ def method_load_options(method) -> dict[str, Any]:
     return dict(get()) if callable(get) else {}
 
 
+def check_runs_on(method, device: torch.device) -> None:
+    """Refuse, with one line, a method this device cannot train (QLoRA's 4-bit base off CUDA)."""
+    from retain.models.quantization import check_quantization
+
+    check_quantization(method_load_options(method).get("quantize"), device)
+
+
 @dataclass
 class TrainContext:
     """What a method's hooks may use.

@@ -48,7 +48,7 @@ from retain.training import metadata as md
 from retain.training.callbacks import (JsonlLogger, KeepAt, NonFiniteGradGuard, NonFiniteLoss, tensorboard_available,
                                        tensorboard_callback)
 from retain.training.config import RunConfig, TrainSettings
-from retain.training.hooks import TrainContext, TrainingMethod, method_load_options
+from retain.training.hooks import TrainContext, TrainingMethod, check_runs_on, method_load_options
 from retain.training.data import (Collator, EncodedDataset, Encoder, PackingCollator, attention_span,
                                   packing_honoured, samples_from_examples)
 from retain.training.mixture import proportions
@@ -98,7 +98,7 @@ def train(model: str, target, method: TrainingMethod, settings: TrainSettings | 
     """
     from retain.models import load_model, pick_device
     from retain.models.fingerprint import fingerprint_path, fingerprint_state
-    from retain.models.quantization import check_quantization, describe as describe_quantization
+    from retain.models.quantization import describe as describe_quantization
     from retain.tasks import get_task
     from transformers import set_seed
 
@@ -113,8 +113,7 @@ def train(model: str, target, method: TrainingMethod, settings: TrainSettings | 
     if not train_examples:
         raise UserError(f"task {task.name}: no training examples left after holding out validation examples")
     device = pick_device(settings.device)
-    load_options = method_load_options(method)
-    check_quantization(load_options.get("quantize"), device)  # e.g. QLoRA on a CPU: refused before anything is written
+    check_runs_on(method, device)  # e.g. QLoRA on a CPU: refused before anything is written
     # Several processes (torchrun, accelerate launch) join here, once the input is known to be good:
     # the main one then looks at the folder (and may delete it) before the others.
     join(device.type)
@@ -126,7 +125,7 @@ def train(model: str, target, method: TrainingMethod, settings: TrainSettings | 
     if device.type == "cuda" and device.index not in (None, 0) and not launched():
         raise UserError(f"training runs on the first visible GPU; for {device} set CUDA_VISIBLE_DEVICES="
                         f"{device.index} and use device cuda")
-    lm = load_model(str(model), device=settings.device, dtype="float32", **load_options)
+    lm = load_model(str(model), device=settings.device, dtype="float32", **method_load_options(method))
     ctx = TrainContext(base=lm, target=task, settings=settings,
                        target_samples=samples_from_examples(train_examples, task.name), out_dir=out_dir)
     samples = method.training_samples(ctx)

@@ -121,3 +121,11 @@ def write_metadata(out_dir: str | Path, data: dict) -> Path:
 def read_metadata(out_dir: str | Path) -> dict | None:
     path = Path(out_dir) / METADATA
     return read_json(path) if path.is_file() else None
+
+
+def provenance(settings) -> dict:
+    """What a study run's result.json records about how it was made: its resolved training settings (None
+    for a derived run; the evaluation settings are in the study's config.yaml beside it), the package
+    versions and the git commit of the code that ran it."""
+    return {"settings": settings.model_dump(mode="json") if settings is not None else None,
+            "versions": package_versions(), "git_commit": git_commit()}

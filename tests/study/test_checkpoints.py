@@ -118,7 +118,8 @@ def test_changed_checkpoints_retrain_that_run_only(finished, tiny_llama_dir, tmp
         "full+wise-ft-0.5": "to do"}
     cfg["methods"][1]["options"] = {"r": 4, "dropout": 0.0}
     changed = _plan(cfg, out, tmp_path, in_process=True)
-    assert changed["lora"].startswith("changed") and changed["lora+step-2"] == "to do" and changed["full"] == "done"
+    assert changed["lora"].startswith("changed (its training settings)"), changed
+    assert changed["lora+step-2"] == "to do" and changed["full"] == "done"
 
 
 @pytest.mark.parametrize("entry, expected", [
