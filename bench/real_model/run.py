@@ -16,7 +16,13 @@ Stages, each resumable after an interruption (a finished stage or run is not red
    `docs/benchmarks/real-model/` (no weights).
 
 `--compare-to docs/benchmarks/real-model/results.json` checks a rerun against the committed report
-(every run and task's change against the base within the combined 95% CI half-widths).
+(every run and task's change against the base within the combined 95% CI half-widths). The rerun
+evaluates with its own cache (OUT/rerun-cache), so nothing is read from the evaluations it checks; give
+it its own `--out` so that nothing is reused from a finished study either. `--only full,lora` reruns
+some runs (and the WiSE-FT points of those kept), for a check that fits in less time:
+
+    .venv/bin/python -m bench.real_model.run --out bench/real_model/out-rerun --only full,lora \
+        --compare-to docs/benchmarks/real-model/results.json
 
 Two companion studies share the main study's evaluation (the same tasks, examples and settings, so
 the base and any model already scored come from the evaluation cache):
@@ -97,8 +103,25 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "rates (forgetting against the learning rate)")
     p.add_argument("--compare-to", type=Path, default=None,
                    help="a published results.json: report whether this run's changes agree within noise "
-                        "(implies --no-publish)")
-    return p.parse_args(argv)
+                        "(implies --no-publish; evaluates with its own cache, OUT/rerun-cache)")
+    p.add_argument("--only", default=None, help="comma-separated run names: run only these (and their WiSE-FT "
+                                                "points); needs --compare-to or --no-publish")
+    args = p.parse_args(argv)
+    if args.only and not (args.compare_to or args.no_publish):
+        p.error("--only makes a partial study: give --compare-to or --no-publish, not to replace the report")
+    return args
+
+
+def only(config, names: str | None):
+    """`config` with only the runs named in `names` (comma-separated) and the WiSE-FT points of those."""
+    if not names:
+        return config
+    keep = {n.strip() for n in names.split(",") if n.strip()}
+    known = {e.run_name for e in config.methods}
+    if keep - known:
+        sys.exit(f"error: --only: no run named {sorted(keep - known)[0]!r} (runs: {', '.join(sorted(known))})")
+    methods = [e for e in config.methods if e.run_name in keep or (e.of is not None and e.of in keep)]
+    return config.model_copy(update={"methods": methods})
 
 
 def probe_length(config) -> int | None:
@@ -146,11 +169,13 @@ def main(argv=None) -> None:
     quiet_libraries()
     console = Console()
     args.out.mkdir(parents=True, exist_ok=True)
-    config = load_study_config(CONFIG)
+    if args.compare_to:  # a rerun check reads none of the evaluations it checks
+        os.environ["RETAIN_CACHE_DIR"] = str((args.out / "rerun-cache").resolve())
+    config = only(load_study_config(CONFIG), args.only)
     timings = {"machine": machine_info(), "threads": args.threads, "stages": {}}
     timings["stages"]["probe_seconds_this_call"] = make_probe(config, args.data_dir.resolve(), args.threads)
     if args.variant:
-        variant = load_study_config(CONFIG, overrides=VARIANTS[args.variant])
+        variant = only(load_study_config(CONFIG, overrides=VARIANTS[args.variant]), args.only)
         if args.variant == "rates":
             reuse_sweep_runs(variant, args.out)
         run_and_report(variant, args.out, timings, args.compare_to, args.no_publish,

@@ -39,3 +39,24 @@ def test_the_hub_version_validates_without_the_internet():
     main_lora = next(m for m in load_study_config(CONFIG, {"protect": hub.protect}).methods if m.method == "lora")
     assert next(m for m in hub.methods if m.method == "lora").train == main_lora.train
     assert all(":hf:" in t or t.startswith("instructions:") for t in [hub.target.task, *(p.task for p in hub.protect)])
+
+
+@needs_data
+def test_a_partial_rerun_keeps_the_named_runs_and_their_wise_ft_points(monkeypatch):
+    import pytest
+
+    from bench.real_model.run import only, parse_args
+    from retain.study.config import load_study_config
+
+    monkeypatch.setenv("RETAIN_DATA_DIR", str(DATA))
+    main = load_study_config(CONFIG)
+    assert only(main, None) is main
+    part = only(main, "full, lora")
+    assert [m.run_name for m in part.methods] == ["full", "lora", "wise-ft"]
+    assert next(m for m in part.methods if m.method == "wise-ft").of == "full"
+    assert [m.run_name for m in only(main, "lora").methods] == ["lora"]
+    with pytest.raises(SystemExit, match="no run named 'ful'"):
+        only(main, "ful")
+    with pytest.raises(SystemExit):  # a partial study must not replace the published report
+        parse_args(["--only", "full"])
+    assert parse_args(["--only", "full", "--compare-to", "r.json"]).only == "full"
