@@ -74,7 +74,9 @@ def quantized_load_options(quantize: str, device: torch.device) -> dict:
 
     config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quantize, bnb_4bit_use_double_quant=True,
                                 bnb_4bit_compute_dtype=compute_dtype(device))
-    return {"quantization_config": config, "device_map": {"": device}}
+    # accelerate's form of "everything on this one device": a GPU's index, or the device's name.
+    place = (device.index if device.index is not None else 0) if device.type == "cuda" else device.type
+    return {"quantization_config": config, "device_map": {"": place}}
 
 
 def keep_cpu_layout(model) -> None:

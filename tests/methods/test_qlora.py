@@ -63,7 +63,10 @@ def test_compute_dtype_and_placement_follow_the_device(monkeypatch):
     if not torch.cuda.is_available():  # a GPU without bf16 computes in fp16
         assert compute_dtype(CUDA) == torch.float16
     opts = quantized_load_options("nf4", CUDA)
-    assert opts["device_map"] == {"": CUDA}, "the whole model on the run's one device: no offload, no split"
+    assert opts["device_map"] == {"": 0}, "the whole model on the run's one device: no offload, no split"
+    assert quantized_load_options("nf4", torch.device("cuda", 3))["device_map"] == {"": 3}  # a launched process's GPU
+    assert quantized_load_options("nf4", torch.device("cuda"))["device_map"] == {"": 0}  # the first visible one
+    assert quantized_load_options("nf4", CPU)["device_map"] == {"": "cpu"}
     cfg = opts["quantization_config"]
     assert cfg.load_in_4bit and cfg.bnb_4bit_quant_type == "nf4" and cfg.bnb_4bit_use_double_quant
 
