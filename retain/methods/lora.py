@@ -83,6 +83,13 @@ class LoraMethod(MethodConfig):
                 "use_dora": self.use_dora, **self.options_}
         return build_peft_config("LORA", opts, task_type)
 
+    def options(self) -> dict[str, Any]:
+        # `quantize: null` is left out, so that LoRA runs recorded before QLoRA existed keep their keys.
+        opts = super().options()
+        if opts.get("quantize") is None:
+            opts.pop("quantize", None)
+        return opts
+
     def load_options(self) -> dict[str, Any]:
         return {"quantize": self.quantize} if self.quantize else {}
 

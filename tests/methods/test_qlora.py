@@ -32,6 +32,10 @@ def test_qlora_is_lora_on_a_4bit_base():
     assert q.quantize == "nf4" and q.load_options() == {"quantize": "nf4"}
     assert make_method("qlora", {"quantize": "fp4", "r": 4}).load_options() == {"quantize": "fp4"}
     assert make_method("lora").load_options() == {}
+    # A plain LoRA run describes itself as before QLoRA existed (its study and run keys are unchanged).
+    assert "quantize" not in make_method("lora").describe()
+    assert make_method("lora", {"quantize": "nf4"}).describe()["quantize"] == "nf4"
+    assert make_method(q.name, q.options()) == q  # what config.yaml records builds the same method
     assert make_method("lora", {"quantize": "nf4"}).load_options() == {"quantize": "nf4"}
     for bad in ("int8", "4bit", None):
         with pytest.raises(UserError, match="quantize"):
