@@ -10,6 +10,7 @@ The Python API, for notebooks and pipelines (the same functions the `retain` com
     run = retain.train("model-dir", "summarization:data/dialogsum", retain.make_method("lora", {"r": 16}),
                        retain.make_settings({"epochs": 1}), out_dir="runs/lora")
     results = retain.run_study(retain.load_study_config("study.yaml"), "runs/study")
+    retain.study_worker(config, "runs/study")           # one of several workers on one study (docs/scale-out.md)
     retain.render_report(results, "runs/study")
 
 Names load on first use, so `import retain` stays light (no torch, no transformers) for the CLI.
@@ -35,6 +36,7 @@ _API = {
     "make_method": "retain.methods",
     "load_study_config": "retain.study.config",
     "run_study": "retain.study.run",
+    "study_worker": "retain.study.workers",
     "StudyConfig": "retain.study.config",
     "render_report": "retain.report",
     "UserError": "retain.errors",

@@ -24,7 +24,7 @@ def run_with_progress(config, out: Path, console: Console, worker: bool = False,
                       lease: float | None = None) -> dict:
     """Run a study (or, as one of its workers, its runs left; or its run `run`), showing one progress
     bar per evaluation and a line per step."""
-    from retain.study.run import Study, run_study
+    from retain.study.run import run_study
 
     with _progress_bar(console) as bar:
         def factory(label, total):
@@ -37,11 +37,10 @@ def run_with_progress(config, out: Path, console: Console, worker: bool = False,
 
         if not worker and run is None:
             return run_study(config, out, log=log, progress_factory=factory)
-        from retain.study.workers import run_one, run_worker
+        from retain.study.workers import study_worker
 
-        study = Study(config, out, log, factory)
         leased = {"lease": lease} if lease is not None else {}
-        return run_worker(study, **leased) if worker else run_one(study, run, **leased)
+        return study_worker(config, out, run=run, log=log, progress_factory=factory, **leased)
 
 
 def print_plan(config, out: Path, console: Console) -> None:

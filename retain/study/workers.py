@@ -172,3 +172,23 @@ def run_one(study: Study, name: str, lease: float = CLAIM_LEASE, poll: float = P
         finally:
             doc = _write(study, lease, poll)
         return _finish(study, doc, report)
+
+
+def study_worker(config, out_dir, run: str | None = None, log: Log = print, progress_factory=None,
+                 lease: float = CLAIM_LEASE, report: bool = True) -> dict:
+    """`retain study CONFIG --worker` (or, with `run`, `--run NAME`) from Python: `retain.study_worker`.
+
+    Args:
+        config: the study (`retain.load_study_config`).
+        out_dir: the output folder every worker shares (and, to share evaluations, the same cache folder).
+        run: a planned run (`NAME`, or `NAME-sSEED` for one seed) to run alone and return; None: work
+            as a worker, claiming runs until none is left for this process.
+        lease: seconds without a heartbeat after which a claim is taken for dead (docs/scale-out.md).
+
+    Returns:
+        The results document as this process last wrote it.
+    """
+    study = Study(config, out_dir, log, progress_factory)
+    if run is None:
+        return run_worker(study, lease=lease, report=report)
+    return run_one(study, run, lease=lease, report=report)

@@ -152,8 +152,10 @@ def test_a_failed_run_is_not_retried_by_workers_and_run_retries_it(setup, tiny_t
     assert "NaN" in doc["runs"][2]["error"]
     assert {r.name: r.status for r in Study(config, out).plan()}["lora"] == "failed"
     logs: list[str] = []
-    run_worker(Study(config, out, log=logs.append), report=False)  # a worker leaves the failure alone
+    import retain  # the same two through the Python API
+
+    retain.study_worker(config, out, log=logs.append, report=False)  # a worker leaves the failure alone
     assert not any("training" in line for line in logs), logs
-    doc = run_one(Study(config, out, log=lambda _: None), "lora", report=False)  # --run tries it again
+    doc = retain.study_worker(config, out, run="lora", log=lambda _: None, report=False)  # --run tries it again
     assert not (out / "runs" / "lora-s0" / "failed.json").exists()
     assert without_timings(doc) == without_timings(reference)
