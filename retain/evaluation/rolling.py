@@ -4,7 +4,11 @@ Every token of a text is predicted exactly once. The text's tokens (no special t
 prefix token (BOS, else EOS, as lm-eval's HFLM does) so that the first token has something to be
 conditioned on; a text longer than the model's context is cut into windows that each predict the next
 `context` tokens from the `context` tokens before them (lm-eval's `get_rolling_token_windows` with
-`context_len=1`). Windows of every text are batched together, longest first, right-padded.
+`context_len=1`). Windows of every text are batched together, longest first, right-padded, and a batch
+holds at most `TOKENS_PER_BATCH` tokens (rows times the longest), so that long windows run a few at a
+time: a batch's logits take the vocabulary size times 2-4 bytes per token (SmolLM2's 49,152-token
+vocabulary at its 8,192-token context, 16 windows at once: 13 GB of bf16 logits). Only the scored
+positions of each row are turned into fp32 log-probabilities.
 
 An encoder-decoder model reads each window's context (the prefix token, then the tokens before the
 window that it does not predict) in its encoder and is scored on the window's tokens as decoder labels,
@@ -27,6 +31,7 @@ from retain.evaluation.engine import _pad, _precision, context_length
 from retain.models.loading import LoadedModel
 
 DEFAULT_CONTEXT = 2048  # tokens, when the model's config does not say (lm-eval's HFLM default)
+TOKENS_PER_BATCH = 8192  # rows x longest row in one forward pass (a longer window runs alone)
 
 
 def windows(tokens: list[int], prefix: int, context: int) -> list[tuple[list[int], int]]:
@@ -44,6 +49,25 @@ def windows(tokens: list[int], prefix: int, context: int) -> list[tuple[list[int
         out.append((seq[start:end + 1], end - done))
         done = end
     return out
+
+
+def token_batches(lengths: Sequence[int], order: Sequence[int], batch_size: int,
+                  budget: int = TOKENS_PER_BATCH) -> list[list[int]]:
+    """Consecutive runs of `order` (longest first) with at most `batch_size` rows and at most `budget`
+    tokens once padded to the longest; a row longer than `budget` is a batch of its own."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        n = lengths[i]
+        if current and (len(current) == batch_size or max(longest, n) * (len(current) + 1) > budget):
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, n)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def loglikelihood_rolling(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16,
@@ -78,30 +102,31 @@ def loglikelihood_rolling(lm: LoadedModel, texts: Sequence[str], batch_size: int
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
 
     def forward(batch: list[int]) -> tuple[torch.Tensor, list[int]]:
-        """Log-probabilities of a batch and, per row, where its scored positions end."""
+        """Logits of a batch (in the model's precision) and, per row, where its scored positions end."""
         if lm.is_seq2seq:  # encoder: the context; decoder: the window's tokens as labels
             ids, mask = _pad([rows[i][1][:len(rows[i][1]) - rows[i][2]] for i in batch], pad, left=False)
             labels, _ = _pad([rows[i][1][len(rows[i][1]) - rows[i][2]:] for i in batch], -100, left=False)
             with _precision(lm), torch.no_grad():
                 logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                                  labels=labels.to(lm.device)).logits.float()
-            return torch.log_softmax(logits, dim=-1), [rows[i][2] for i in batch]
+                                  labels=labels.to(lm.device)).logits
+            return logits, [rows[i][2] for i in batch]
         ids, mask = _pad([rows[i][1][:-1] for i in batch], pad, left=False)
         with _precision(lm), torch.no_grad():
-            logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits.float()
-        return torch.log_softmax(logits, dim=-1), [len(rows[i][1]) - 1 for i in batch]
+            logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits
+        return logits, [len(rows[i][1]) - 1 for i in batch]
 
     row_nll = [0.0] * len(rows)
     reported = 0  # documents whose every window this process scored
 
     def run(batch: list[int]) -> None:
         nonlocal reported
-        logprobs, ends = forward(batch)
+        logits, ends = forward(batch)
         finished = 0
         for r, i in enumerate(batch):
             doc, seq, n = rows[i]
             targets = torch.tensor(seq[len(seq) - n:], device=lm.device)
-            picked = logprobs[r, ends[r] - n:ends[r]].gather(-1, targets[:, None])
+            logprobs = torch.log_softmax(logits[r, ends[r] - n:ends[r]].float(), dim=-1)
+            picked = logprobs.gather(-1, targets[:, None])
             row_nll[i] = float(picked.sum())
             left[doc] -= 1
             finished += left[doc] == 0
@@ -111,7 +136,7 @@ def loglikelihood_rolling(lm: LoadedModel, texts: Sequence[str], batch_size: int
 
     # Shared by the processes of a launch (each its batches); windows are summed afterwards in the
     # one-process order, so a document's total is the same float whoever scored its windows.
-    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    batches = token_batches([len(seq) for _, seq, _ in rows], order, batch_size, TOKENS_PER_BATCH)
     run_batches(batches, run, "windows", row_nll, lambda batch: batch)
     for batch in batches:
         for i in batch:

@@ -93,6 +93,27 @@ def test_batched_equals_one_by_one(lm):
     assert [s for s, _ in one] == pytest.approx([s for s, _ in many], rel=1e-5)
 
 
+def test_a_token_budget_splits_batches_and_keeps_the_values(lm, monkeypatch):
+    from retain.evaluation import rolling
+
+    lengths = [9, 9, 7, 7, 7, 3, 3, 2]
+    batches = rolling.token_batches(lengths, list(range(8)), batch_size=4, budget=20)
+    assert [i for b in batches for i in b] == list(range(8))  # every row once, in order
+    assert batches == [[0, 1], [2, 3], [4, 5], [6, 7]]  # [4, 5, 6] would pad three rows to 7: 21 tokens
+    assert all(len(b) <= 4 and (len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 20) for b in batches)
+    assert rolling.token_batches([30, 5], [0, 1], batch_size=4, budget=20) == [[0], [1]]  # too long: alone
+
+    plain = loglikelihood_rolling(lm, TEXTS, batch_size=16)
+    seen = []
+    monkeypatch.setattr(rolling, "TOKENS_PER_BATCH", 12)
+    real = rolling.token_batches
+    monkeypatch.setattr(rolling, "token_batches", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    tight = loglikelihood_rolling(lm, TEXTS, batch_size=16)
+    assert len(seen[0]) > 1, "the budget split the windows into several batches"
+    assert [n for _, n in tight] == [n for _, n in plain]
+    assert [v for v, _ in tight] == pytest.approx([v for v, _ in plain], rel=1e-5)
+
+
 def test_a_tasks_reference_texts():
     qa = get_task("toy-qa")
     task = get_task("perplexity:toy-qa")
