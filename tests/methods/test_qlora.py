@@ -8,8 +8,6 @@ training, saving the adapter), which is what the in-process test checks on the t
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 import torch
