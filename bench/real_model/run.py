@@ -24,6 +24,11 @@ some runs (and the WiSE-FT points of those kept), for a check that fits in less 
     .venv/bin/python -m bench.real_model.run --out bench/real_model/out-rerun --only full,lora \
         --compare-to docs/benchmarks/real-model/results.json
 
+`--without-wise-ft` leaves the WiSE-FT points out. The study evaluates in bf16 autocast, which is fast
+on a CPU with AMX/AVX512-BF16 and emulated, several times slower than float32, on one without:
+`--dtype float32` evaluates everything (the probe included) in float32 there. The check then also
+asks whether the changes survive another precision and machine; say so when citing it.
+
 Two companion studies share the main study's evaluation (the same tasks, examples and settings, so
 the base and any model already scored come from the evaluation cache):
 
@@ -106,22 +111,41 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(implies --no-publish; evaluates with its own cache, OUT/rerun-cache)")
     p.add_argument("--only", default=None, help="comma-separated run names: run only these (and their WiSE-FT "
                                                 "points); needs --compare-to or --no-publish")
+    p.add_argument("--without-wise-ft", action="store_true",
+                   help="leave out the WiSE-FT points; needs --compare-to or --no-publish")
+    p.add_argument("--dtype", default=None,
+                   help="evaluation precision instead of the config's bf16-autocast, for the probe and every "
+                        "model (float32 on a CPU without native bf16, where bf16 is emulated and several "
+                        "times slower); needs --compare-to or --no-publish")
     args = p.parse_args(argv)
-    if args.only and not (args.compare_to or args.no_publish):
-        p.error("--only makes a partial study: give --compare-to or --no-publish, not to replace the report")
+    partial = [flag for flag, given in (("--only", args.only), ("--without-wise-ft", args.without_wise_ft),
+                                        ("--dtype", args.dtype)) if given]
+    if partial and not (args.compare_to or args.no_publish):
+        p.error(f"{partial[0]} changes the study: give --compare-to or --no-publish, not to replace the report")
     return args
 
 
-def only(config, names: str | None):
-    """`config` with only the runs named in `names` (comma-separated) and the WiSE-FT points of those."""
-    if not names:
+def only(config, names: str | None, wise_ft: bool = True):
+    """`config` with only the runs named in `names` (comma-separated; all when None) and, unless
+    `wise_ft` is False, the WiSE-FT points of those."""
+    if not names and wise_ft:
         return config
-    keep = {n.strip() for n in names.split(",") if n.strip()}
-    known = {e.run_name for e in config.methods}
-    if keep - known:
-        sys.exit(f"error: --only: no run named {sorted(keep - known)[0]!r} (runs: {', '.join(sorted(known))})")
-    methods = [e for e in config.methods if e.run_name in keep or (e.of is not None and e.of in keep)]
+    methods = config.methods
+    if names:
+        keep = {n.strip() for n in names.split(",") if n.strip()}
+        known = {e.run_name for e in methods}
+        if keep - known:
+            sys.exit(f"error: --only: no run named {sorted(keep - known)[0]!r} (runs: {', '.join(sorted(known))})")
+        methods = [e for e in methods if e.run_name in keep or (e.of is not None and e.of in keep)]
+    if not wise_ft:
+        methods = [e for e in methods if e.of is None]
     return config.model_copy(update={"methods": methods})
+
+
+def adjust(config, args):
+    """The study as this call runs it: `--only`, `--without-wise-ft` and `--dtype` applied."""
+    config = only(config, args.only, wise_ft=not args.without_wise_ft)
+    return config.model_copy(update={"dtype": args.dtype}) if args.dtype else config
 
 
 def probe_length(config) -> int | None:
@@ -130,14 +154,23 @@ def probe_length(config) -> int | None:
     return entry.max_new_tokens
 
 
+def probe_matches(made: dict, config) -> bool:
+    """Whether a probe's SOURCE.json says it was made as `config` evaluates it (prompts, answer length,
+    model, precision, batch size)."""
+    dtype = made.get("dtype", made.get("model_info", {}).get("precision"))  # probes made before "dtype"
+    settings = (made.get("limit"), made.get("max_new_tokens"), made.get("model"), dtype,
+                made.get("batch_size", config.eval.batch_size))
+    return settings == (PROBE_PROMPTS, probe_length(config), config.model, config.dtype, config.eval.batch_size)
+
+
 def make_probe(config, data_dir: Path, threads: int) -> float:
     """Write the chat-behaviour probe with the installed `retain` command; seconds taken (0 if it exists).
 
-    A probe made with other settings (prompts, answer length, precision) is made again."""
+    A probe made with other settings (prompts, answer length, model, precision) is made again: the
+    base scored against its own answers made in another precision would not match itself."""
     probe, length = REPO / PROBE, probe_length(config)
     if (probe / "test.jsonl").is_file() and (probe / "SOURCE.json").is_file():
-        made = json.loads((probe / "SOURCE.json").read_text())
-        if (made.get("limit"), made.get("max_new_tokens"), made.get("model")) == (PROBE_PROMPTS, length, config.model):
+        if probe_matches(json.loads((probe / "SOURCE.json").read_text()), config):
             return 0.0
         shutil.rmtree(probe)
     start = time.perf_counter()
@@ -171,11 +204,11 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.compare_to:  # a rerun check reads none of the evaluations it checks
         os.environ["RETAIN_CACHE_DIR"] = str((args.out / "rerun-cache").resolve())
-    config = only(load_study_config(CONFIG), args.only)
+    config = adjust(load_study_config(CONFIG), args)
     timings = {"machine": machine_info(), "threads": args.threads, "stages": {}}
     timings["stages"]["probe_seconds_this_call"] = make_probe(config, args.data_dir.resolve(), args.threads)
     if args.variant:
-        variant = only(load_study_config(CONFIG, overrides=VARIANTS[args.variant]), args.only)
+        variant = adjust(load_study_config(CONFIG, overrides=VARIANTS[args.variant]), args)
         if args.variant == "rates":
             reuse_sweep_runs(variant, args.out)
         run_and_report(variant, args.out, timings, args.compare_to, args.no_publish,

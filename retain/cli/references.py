@@ -50,7 +50,7 @@ def references_command(
     lm = LazyModel(model, device=device, dtype=dtype)
     records, dropped = self_references(lm, t, settings, EvalCache(cache_dir))
     source = {"model": model, "fingerprint": lm.fingerprint, "model_info": lm.describe(), "task": t.name,
-              "split": split, "limit": limit, "chat": chat,
+              "split": split, "limit": limit, "batch_size": batch_size, "dtype": dtype, "chat": chat,
               "max_new_tokens": t.max_new_tokens, "examples": len(records), "left_out_empty": dropped,
               "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     data = write_self_references(out, split, records, source)

@@ -60,3 +60,29 @@ def test_a_partial_rerun_keeps_the_named_runs_and_their_wise_ft_points(monkeypat
     with pytest.raises(SystemExit):  # a partial study must not replace the published report
         parse_args(["--only", "full"])
     assert parse_args(["--only", "full", "--compare-to", "r.json"]).only == "full"
+
+
+@needs_data
+def test_a_rerun_can_leave_out_wise_ft_and_evaluate_in_another_precision(monkeypatch):
+    import pytest
+
+    from bench.real_model.run import adjust, parse_args, probe_matches
+    from retain.study.config import load_study_config
+
+    monkeypatch.setenv("RETAIN_DATA_DIR", str(DATA))
+    main = load_study_config(CONFIG)
+    assert adjust(main, parse_args([])) is main
+    args = parse_args(["--only", "full", "--without-wise-ft", "--dtype", "float32", "--compare-to", "r.json"])
+    rerun = adjust(main, args)
+    assert [m.run_name for m in rerun.methods] == ["full"]
+    assert (rerun.dtype, main.dtype) == ("float32", "bf16-autocast")
+    for flag in (["--without-wise-ft"], ["--dtype", "float32"]):  # either changes the study: never published
+        with pytest.raises(SystemExit):
+            parse_args(flag)
+
+    made = {"limit": 150, "max_new_tokens": 64, "model": main.model, "dtype": "bf16-autocast", "batch_size": 16}
+    assert probe_matches(made, main)
+    assert not probe_matches(made, rerun)  # a float32 rerun makes its own probe: the base must match itself
+    assert not probe_matches({**made, "batch_size": 8}, main)  # other batches, other bf16 answers
+    older = {k: v for k, v in made.items() if k not in ("dtype", "batch_size")}
+    assert probe_matches({**older, "model_info": {"precision": "bf16-autocast"}}, main)

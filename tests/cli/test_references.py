@@ -32,6 +32,7 @@ def test_references_are_the_models_answers_the_model_scores_itself_perfectly_and
     written = [json.loads(line) for line in (probe / "test.jsonl").read_text().splitlines()]
     source = json.loads((probe / "SOURCE.json").read_text())
     assert source["examples"] == len(written) and source["split"] == "test" and source["max_new_tokens"] == 3
+    assert (source["dtype"], source["batch_size"]) == ("float32", 16)  # what decides a greedy answer's batch
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
     assert written and all(len(tok(r["output"], add_special_tokens=False)["input_ids"]) <= 4 for r in written)
 
