@@ -21,7 +21,7 @@ from retain.errors import UserError, one_line
 from retain.models.checks import (ADAPTER_SAFETENSORS, check_adapter_folder, check_local_folder, check_vocabulary,
                                   describe_load_error, hub_unreachable, read_config)
 from retain.models.fingerprint import fingerprint_model, fingerprint_path
-from retain.models.device import BF16_AUTOCAST, BF16_SCORING, FP32, Precision, fast_bf16
+from retain.models.device import BF16_AUTOCAST, BF16_SCORING, FP32, Precision, fast_bf16, warn_if_emulated
 from retain.models.memory import check_model_fits
 from retain.models.quantization import check_quantization, keep_cpu_layout, quantized_load_options
 from retain.models.sources import AUTOCAST_NAMES, WEIGHT_DTYPES, resolve_model
@@ -126,9 +126,12 @@ def pick_precision(dtype: str, device: torch.device) -> Precision:
             return FP32
         return Precision(torch.bfloat16) if device.type == "cuda" else BF16_SCORING
     if dtype in AUTOCAST_NAMES:
+        warn_if_emulated(f"dtype {dtype}", device)
         return BF16_AUTOCAST
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r} (use auto, {', '.join([*DTYPES, *AUTOCAST_NAMES])})")
+    if DTYPES[dtype] == torch.bfloat16:
+        warn_if_emulated(f"dtype {dtype}", device)
     return Precision(DTYPES[dtype])
 
 

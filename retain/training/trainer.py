@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainingArguments
 
-from retain.models.device import fast_bf16
+from retain.models.device import fast_bf16, warn_if_emulated
 from retain.models.heads import LabelPositionsHead
 from retain.training.callbacks import NonFiniteLoss
 from retain.training.checkpoints import last_complete_checkpoint
@@ -104,6 +104,8 @@ def mixed_precision(settings: TrainSettings, device: torch.device, is_seq2seq: b
     decoder-only models only (fp16 overflows in T5's feed-forward activations; bf16 does not).
     """
     if settings.precision != "auto":
+        if settings.precision == "bf16":
+            warn_if_emulated("precision bf16", device)
         return settings.precision
     if fast_bf16(device):
         return "bf16"

@@ -72,6 +72,30 @@ def test_training_auto_precision(monkeypatch):
     assert mixed_precision(TrainSettings(), CPU, is_seq2seq=False) == "fp32"
 
 
+def test_bf16_asked_for_on_a_cpu_without_it_is_honoured_with_one_warning(monkeypatch, caplog):
+    from retain.training.config import TrainSettings
+    from retain.training.trainer import mixed_precision
+
+    dev._warn_once.cache_clear()
+    monkeypatch.setenv(dev.ENV, "1")
+    with caplog.at_level("WARNING", logger=dev.log.name):
+        assert pick_precision("bf16-autocast", CPU) == BF16_AUTOCAST
+    assert not caplog.records  # native bf16: nothing to say
+    monkeypatch.setenv(dev.ENV, "0")
+    with caplog.at_level("WARNING", logger=dev.log.name):
+        for _ in range(3):
+            assert pick_precision("bf16-autocast", CPU) == BF16_AUTOCAST  # still honoured: the study's numerics
+        assert pick_precision("bf16", CPU) == Precision(torch.bfloat16)
+        assert mixed_precision(TrainSettings(precision="bf16"), CPU, is_seq2seq=False) == "bf16"
+        assert pick_precision("float32", CPU) == FP32 and pick_precision("auto", CPU) == FP32
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3, messages  # once per setting, not once per model loaded
+    assert all("emulated" in m and "float32" in m for m in messages)
+    assert [m.split(" asks")[0] for m in messages] == ["dtype bf16-autocast", "dtype bf16", "precision bf16"]
+    assert not dev.warn_if_emulated("dtype bfloat16", torch.device("cuda"))  # a GPU decides for itself
+    dev._warn_once.cache_clear()
+
+
 def _linear_outputs(lm, run):
     """(output dtype, inference mode) of the first Linear layer's calls while `run()` runs."""
     seen = []
