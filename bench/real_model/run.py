@@ -205,7 +205,14 @@ def main(argv=None) -> None:
     if args.compare_to:  # a rerun check reads none of the evaluations it checks
         os.environ["RETAIN_CACHE_DIR"] = str((args.out / "rerun-cache").resolve())
     config = adjust(load_study_config(CONFIG), args)
-    timings = {"machine": machine_info(), "threads": args.threads, "stages": {}}
+    from retain.models.device import cpu_has_fast_bf16
+
+    if "bf16" in config.dtype and config.device in ("auto", "cpu") and not torch.cuda.is_available() \
+            and not cpu_has_fast_bf16():
+        console.print(f"note: this CPU has no AMX-BF16 or AVX512-BF16, so the study's {config.dtype} evaluation is "
+                      "emulated, about 4x slower than the times in docs/benchmarks/real-model.md; --dtype float32 "
+                      "evaluates in float32 instead (see bench/real_model/README.md)", markup=False)
+    timings = {"machine": machine_info(), "threads": args.threads, "dtype": config.dtype, "stages": {}}
     timings["stages"]["probe_seconds_this_call"] = make_probe(config, args.data_dir.resolve(), args.threads)
     if args.variant:
         variant = adjust(load_study_config(CONFIG, overrides=VARIANTS[args.variant]), args)
