@@ -22,6 +22,15 @@ from tests.tasks.lmeval_fixture import write_tasks
 pytest.importorskip("lm_eval", reason="the lm-eval extra is not installed")
 
 MATCHED = (0, 3)  # documents whose generation answer is the model's own output
+# lm-eval batches and pads requests its own way. Where the CPU's float32 kernels depend on the batch
+# shape (seen on an AMD EPYC without AVX-512: -12.637537002 against -12.637537956), log-probs then
+# agree to about 1e-7 relative, not bit for bit; a different computation would differ far more.
+REL = 1e-5
+
+
+def _logprobs_agree(got, samples) -> bool:
+    want = [[r[0] for r in samples[i]["filtered_resps"]] for i in sorted(samples)]
+    return len(got) == len(want) and all(g == pytest.approx(w, rel=REL) for g, w in zip(got, want))
 
 
 def _simple(lm, folder, names, k=None):
@@ -65,7 +74,7 @@ def test_per_example_scores_equal_lm_evals_samples(lm, harness, name, metrics):
         lo, hi = result.metrics[m]["ci95"]
         assert lo <= result.metrics[m]["value"] <= hi
     if name == "tiny_mc":
-        assert result.choice_logprobs == [[r[0] for r in samples[i]["filtered_resps"]] for i in sorted(samples)]
+        assert _logprobs_agree(result.choice_logprobs, samples)
     else:
         assert result.predictions == [samples[i]["filtered_resps"][0] for i in sorted(samples)]
         assert result.scores.value("exact_match") == pytest.approx(len(MATCHED) / len(samples))
@@ -101,10 +110,12 @@ def test_rolling_perplexities_are_lm_evals_and_lower_is_better(lm, harness):
     result = evaluate_task(lm, get_task("lm-eval:tiny_rolling", [folder]), EvalSettings(n_boot=50))
     assert result.scores.primary == "word_perplexity"
     for m in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
-        assert result.scores.value(m) == pytest.approx(ref["results"]["tiny_rolling"][f"{m},none"], rel=1e-9)
+        assert result.scores.value(m) == pytest.approx(ref["results"]["tiny_rolling"][f"{m},none"], rel=REL)
         assert higher_is_better("lm-eval", m) is False
     samples = sorted(ref["samples"]["tiny_rolling"], key=lambda s: s["doc_id"])
-    assert result.scores.stats["word_perplexity"].tolist() == [list(s["word_perplexity"]) for s in samples]
+    stats = result.scores.stats["word_perplexity"].tolist()
+    assert len(stats) == len(samples)
+    assert all(got == pytest.approx(list(s["word_perplexity"]), rel=REL) for got, s in zip(stats, samples))
 
 
 def test_a_group_is_flattened_into_its_tasks_documents(lm, harness):
@@ -133,7 +144,7 @@ def test_few_shot_equals_lm_eval_with_the_same_shots(lm, harness):
     result = evaluate_task(lm, task, EvalSettings(n_boot=50))
     samples = {s["doc_id"]: s for s in ref["samples"]["tiny_mc"]}
     assert result.fewshot["k"] == 2
-    assert result.choice_logprobs == [[r[0] for r in samples[i]["filtered_resps"]] for i in sorted(samples)]
+    assert _logprobs_agree(result.choice_logprobs, samples)
 
 
 def test_cache_is_keyed_on_retains_fingerprint(lm, harness, tmp_path):
