@@ -205,10 +205,11 @@ def main(argv=None) -> None:
     if args.compare_to:  # a rerun check reads none of the evaluations it checks
         os.environ["RETAIN_CACHE_DIR"] = str((args.out / "rerun-cache").resolve())
     config = adjust(load_study_config(CONFIG), args)
-    from retain.models.device import cpu_has_fast_bf16
+    from retain.models.device import fast_bf16
+    from retain.models.loading import pick_device
 
-    if "bf16" in config.dtype and config.device in ("auto", "cpu") and not torch.cuda.is_available() \
-            and not cpu_has_fast_bf16():
+    device = pick_device(config.device)
+    if "bf16" in config.dtype and device.type == "cpu" and not fast_bf16(device):
         console.print(f"note: this CPU has no AMX-BF16 or AVX512-BF16, so the study's {config.dtype} evaluation is "
                       "emulated, about 4x slower than the times in docs/benchmarks/real-model.md; --dtype float32 "
                       "evaluates in float32 instead (see bench/real_model/README.md)", markup=False)
